@@ -1,0 +1,1 @@
+"""Agents: each one a pure decision core (`core.py`) plus a thin Kafka shell."""

@@ -1,0 +1,1 @@
+"""The portfolio governor: the one place where slot decisions are made."""

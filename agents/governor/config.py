@@ -1,0 +1,32 @@
+"""Governor parameters. Defaults are the audited system's values, so behaviour is comparable."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GovernorConfig(BaseModel):
+    """Limits and timings of the slot governor (all times are event time, milliseconds).
+
+    max_open_positions: hard cap; open + reserved never exceeds it (audit: MAX_OPEN_POSITIONS=10).
+    active_slots_base / _trend_strong / _chop: regime-dependent soft limit for new grants
+        (audit: ACTIVE_SLOTS_BASE=4, TREND_STRONG=6, CHOP=3). Always clipped to the hard cap.
+    rotation_threshold: a full book rotates only for a request whose score beats the weakest
+        open position's by at least this much (audit: ROTATION_THRESHOLD=0.15).
+    rotation_timeout_ms: a request waiting on a rotate-out is denied if the release has not
+        arrived by then (audit: ROTATION_LOCK_TTL=120 s; here it bounds a wait, not a lock).
+    reservation_ttl_ms: a granted slot that never fills is freed after this long.
+    symbol_cooldown_ms: after a symbol's slot is released, new entries on it wait this long
+        (audit: apply-layer cooldown 180 s).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_open_positions: int = Field(10, ge=1)
+    active_slots_base: int = Field(4, ge=0)
+    active_slots_trend_strong: int = Field(6, ge=0)
+    active_slots_chop: int = Field(3, ge=0)
+    rotation_threshold: float = Field(0.15, ge=0.0)
+    rotation_timeout_ms: int = Field(120_000, ge=0)
+    reservation_ttl_ms: int = Field(120_000, ge=0)
+    symbol_cooldown_ms: int = Field(180_000, ge=0)

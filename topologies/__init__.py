@@ -1,0 +1,1 @@
+"""Topic declarations and their creation on the broker."""

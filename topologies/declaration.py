@@ -1,0 +1,162 @@
+"""Every topic of the platform and which agent reads and writes it.
+
+This is the one list of topic names: code refers to topics through the constants
+below, `quantum topology apply` creates them, `quantum topology show` draws them.
+Names are logical; `Settings.topic(name)` adds the run's prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+MARKET_TICKS = "market.ticks"
+AI_SIGNALS = "ai.signals"
+TRADE_INTENTS = "trade.intents"
+PORTFOLIO = "portfolio"
+PORTFOLIO_DECISIONS = "portfolio.decisions"
+GOVERNOR_SNAPSHOTS = "portfolio.governor-snapshots"
+ORDERS = "orders"
+EXECUTION_RESULTS = "execution.results"
+POSITIONS = "positions"
+EXIT_INTENTS = "exit.intents"
+PASSTHROUGH_OUT = "smoke.passthrough"
+
+DLQ_SUFFIX = ".dlq"
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic of a (logical or physical) topic name."""
+    return f"{topic}{DLQ_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as it must exist on the broker.
+
+    schema: the Avro file under `schemas/` for the record values (None: internal bytes).
+    exact_partitions: drift in partition count is an error, never tolerated (the
+        portfolio topic's single partition is what totally orders slot decisions).
+    """
+
+    name: str
+    partitions: int
+    schema: str | None
+    doc: str
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    retention_ms: int = 7 * DAY_MS
+    replication: int = 1
+    exact_partitions: bool = False
+    has_dlq: bool = True
+
+    def configs(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    doc: str
+    guarantee: Literal["at_least_once (idempotent)", "exactly_once (transactions)"] = (
+        "at_least_once (idempotent)"
+    )
+
+
+@dataclass(frozen=True)
+class Topology:
+    topics: tuple[TopicSpec, ...]
+    agents: tuple[AgentSpec, ...] = field(default=())
+
+    def topic(self, name: str) -> TopicSpec:
+        for spec in self.topics:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no topic {name!r} in the topology")
+
+    def all_topics(self) -> tuple[TopicSpec, ...]:
+        """Declared topics plus one dead-letter topic for each that has one."""
+        dlqs = tuple(
+            TopicSpec(
+                name=dlq_topic(t.name),
+                partitions=1,
+                schema="dead_letter.avsc",
+                doc=f"Dead letters of {t.name}: original bytes, error, source offset.",
+                retention_ms=30 * DAY_MS,
+                has_dlq=False,
+            )
+            for t in self.topics
+            if t.has_dlq
+        )
+        return self.topics + dlqs
+
+
+TOPOLOGY = Topology(
+    topics=(
+        TopicSpec(MARKET_TICKS, 6, "market.ticks.avsc", "Closed klines per symbol."),
+        TopicSpec(AI_SIGNALS, 6, "ai.signals.avsc", "Model signals: direction and confidence."),
+        TopicSpec(TRADE_INTENTS, 6, "trade.intents.avsc", "Selected signals, sized: want to open."),
+        TopicSpec(
+            PORTFOLIO,
+            1,
+            "portfolio.avsc",
+            "Every slot command in one total order: request, fill, release, regime, halt, clock.",
+            retention_ms=-1,
+            exact_partitions=True,
+        ),
+        TopicSpec(
+            PORTFOLIO_DECISIONS,
+            1,
+            "portfolio.decisions.avsc",
+            "The governor's decisions, written exactly once in its transactions.",
+            retention_ms=-1,
+            exact_partitions=True,
+        ),
+        TopicSpec(
+            GOVERNOR_SNAPSHOTS,
+            1,
+            None,
+            "Governor state snapshots (internal JSON), written in the same transactions.",
+            cleanup_policy="compact",
+            retention_ms=-1,
+            exact_partitions=True,
+            has_dlq=False,
+        ),
+        TopicSpec(ORDERS, 6, "orders.avsc", "Orders sent (client order id = intent id)."),
+        TopicSpec(EXECUTION_RESULTS, 6, "execution.results.avsc", "Fills, rejections, expiries."),
+        TopicSpec(
+            POSITIONS,
+            6,
+            "positions.avsc",
+            "Latest position per symbol.",
+            cleanup_policy="compact",
+            retention_ms=-1,
+        ),
+        TopicSpec(EXIT_INTENTS, 6, "exit.intents.avsc", "Reduce-only exits; they need no slot."),
+        TopicSpec(
+            PASSTHROUGH_OUT,
+            3,
+            "market.ticks.avsc",
+            "Smoke flow: ticks relayed unchanged by the pass-through agent.",
+            retention_ms=DAY_MS,
+        ),
+    ),
+    agents=(
+        AgentSpec(
+            "passthrough",
+            (MARKET_TICKS,),
+            (PASSTHROUGH_OUT,),
+            "Relays ticks unchanged; proves decoding, validation and the DLQ path.",
+        ),
+        AgentSpec(
+            "governor",
+            (PORTFOLIO,),
+            (PORTFOLIO_DECISIONS, GOVERNOR_SNAPSHOTS),
+            "Decides every slot; transactional consume-decide-produce loop.",
+            guarantee="exactly_once (transactions)",
+        ),
+    ),
+)
