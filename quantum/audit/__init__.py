@@ -1,0 +1,1 @@
+"""Checks that re-read committed logs and prove the platform's invariants held."""

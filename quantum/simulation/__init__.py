@@ -1,0 +1,1 @@
+"""Deterministic discrete-event simulations (event time only, seeded randomness)."""

@@ -1,0 +1,192 @@
+"""The invariant checker passes an honest log and fails each kind of lie at the right offset.
+
+The bad logs are built by hand, decision by decision, so each test states exactly
+which offset breaks which rule; that is what proves the chaos test's checker can fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+from agents.governor.config import GovernorConfig
+from agents.governor.core import GovernorCore
+from agents.governor.model import (
+    Clock,
+    Decision,
+    DecisionKind,
+    DenyReason,
+    Regime,
+    ReleaseReason,
+    SetRegime,
+    Side,
+    SlotFilled,
+    SlotRelease,
+    SlotRequest,
+)
+from quantum.audit.portfolio import audit_decisions
+
+K = DecisionKind
+
+
+def request(intent: str, symbol: str, score: float = 0.6, t: int = 0) -> SlotRequest:
+    return SlotRequest(intent, symbol, Side.LONG, Decimal(10), score, t)
+
+
+def decision(
+    n: int,
+    kind: DecisionKind,
+    intent: str | None,
+    open_after: int,
+    reserved_after: int,
+    *,
+    active_slots: int = 10,
+    max_open: int = 10,
+    deny: DenyReason | None = None,
+    halted: bool = False,
+) -> Decision:
+    return Decision(
+        decision_id=f"c{n}#0",
+        command_id=f"c{n}",
+        kind=kind,
+        event_time_ms=n,
+        intent_id=intent,
+        symbol=None if intent is None else f"S-{intent}",
+        side=None,
+        notional=None,
+        score=None,
+        deny_reason=deny,
+        release_reason=None,
+        for_intent_id=None,
+        regime=Regime.BASE,
+        halted=halted,
+        open_after=open_after,
+        reserved_after=reserved_after,
+        active_slots=active_slots,
+        max_open_positions=max_open,
+    )
+
+
+def grants(count: int, active_slots: int = 10) -> list[Decision]:
+    """`count` honest grants, each reserving one more slot."""
+    return [
+        decision(n, K.GRANTED, f"i{n}", 0, n + 1, active_slots=active_slots) for n in range(count)
+    ]
+
+
+def governor_log() -> tuple[list[Decision], list[SlotRequest]]:
+    cfg = GovernorConfig(reservation_ttl_ms=1000)
+    core = GovernorCore(cfg)
+    requests = [request(f"i{n}", f"S{n}", score=0.5 + n / 100, t=n) for n in range(6)]
+    commands = [
+        SetRegime("g", Regime.TREND_STRONG, 0),
+        *requests[:4],
+        SlotFilled("f0", "i0", "S0", 10),
+        SlotFilled("f1", "i1", "S1", 10),
+        SetRegime("g2", Regime.CHOP, 11),
+        requests[4],
+        Clock("tick", 5000),  # i2, i3 expire
+        SlotFilled("f-late", "i2", "S2", 5001),  # late fill, admitted
+        requests[5],
+        SlotRelease("r", "S0", None, ReleaseReason.POSITION_CLOSED, 5002),
+        SlotRelease("r2", "S0", None, ReleaseReason.POSITION_CLOSED, 5003),
+        Clock("end", 10**9),
+    ]
+    return [d for c in commands for d in core.handle(c)], requests
+
+
+def test_a_log_written_by_the_governor_passes() -> None:
+    log, requests = governor_log()
+    report = audit_decisions(enumerate(log), requests)
+    assert report.ok, report.render()
+    assert report.first_violation is None
+    assert report.decisions == len(log)
+    assert report.requests == 6 and report.missing_decisions == []
+    assert report.grants + sum(report.denials.values()) == 6
+    assert report.expiries >= 2 and report.fills == 3
+    assert (report.releases, report.releases_ignored) == (1, 1)
+    assert "OK" in report.render()
+
+
+def test_an_eleventh_grant_at_max_ten_fails_at_its_offset() -> None:
+    log = grants(10)
+    log.append(decision(10, K.GRANTED, "i10", 0, 11, active_slots=11))  # claims slots 11
+    report = audit_decisions(enumerate(log), max_open_positions=10)
+    assert not report.ok
+    assert report.first_violation is not None
+    assert (report.first_violation.offset, report.first_violation.decision_id) == (10, "c10#0")
+    assert "exceeds max_open_positions 10" in report.first_violation.message
+    assert report.max_occupied == 11
+    assert "VIOLATED" in report.render() and "offset 10" in report.render()
+
+
+def test_a_second_grant_for_the_same_intent_is_a_duplicate_final() -> None:
+    log = [*grants(2), decision(2, K.GRANTED, "i0", 0, 3)]
+    report = audit_decisions(enumerate(log))
+    assert not report.ok and report.first_violation is not None
+    assert report.first_violation.offset == 2
+    assert "second final decision" in report.first_violation.message
+    assert report.duplicate_finals == ["i0"]
+
+
+def test_a_grant_when_the_regime_slots_are_full() -> None:
+    log = [*grants(4, active_slots=4), decision(4, K.GRANTED, "i4", 0, 5, active_slots=4)]
+    report = audit_decisions(enumerate(log))
+    assert not report.ok and report.first_violation is not None
+    assert report.first_violation.offset == 4
+    assert "occupancy 4 with 4 active slots" in report.first_violation.message
+
+
+def test_claimed_counts_that_lie_are_caught() -> None:
+    # the grant is real, but the governor claims the book is still empty
+    log = [*grants(3), decision(3, K.GRANTED, "i3", 0, 3)]
+    report = audit_decisions(enumerate(log))
+    assert not report.ok and report.first_violation is not None
+    assert report.first_violation.offset == 3
+    assert "recomputed open=0 reserved=4" in report.first_violation.message
+
+
+def test_a_fill_that_skips_the_count_is_caught_because_kinds_are_replayed() -> None:
+    # offset 2 claims FILLED for an intent that was never granted but keeps the counts
+    log = [*grants(2), decision(2, K.FILLED, "ghost", 0, 2)]
+    report = audit_decisions(enumerate(log))
+    assert report.first_violation is not None and report.first_violation.offset == 2
+
+
+def test_the_first_violation_is_reported_and_counting_continues() -> None:
+    log = [
+        *grants(2, active_slots=1),  # offset 1 grants at occupancy 1 with 1 slot
+        decision(2, K.DENIED, "x", 0, 2, deny=DenyReason.LIMIT_FULL),
+        decision(3, K.GRANTED, "i0", 0, 3, active_slots=1),
+    ]
+    report = audit_decisions(enumerate(log, start=100))
+    assert report.first_violation is not None and report.first_violation.offset == 101
+    assert report.violations == 2
+    assert report.denials == {"LIMIT_FULL": 1} and report.grants == 3
+
+
+def test_a_request_without_a_final_decision_is_missing() -> None:
+    log, requests = governor_log()
+    extra = request("never-decided", "ZZZ")
+    report = audit_decisions(enumerate(log), [*requests, extra, extra])
+    assert not report.ok and report.missing_decisions == ["never-decided"]
+    assert report.first_violation is not None and report.first_violation.offset is None
+    assert report.requests == 7
+    assert "missing final decisions: 1" in report.render()
+
+
+def test_a_duplicated_decision_record_is_caught() -> None:
+    log, _ = governor_log()
+    replayed = [*log[:5], log[4], *log[5:]]  # the same record written twice
+    report = audit_decisions(enumerate(replayed))
+    assert report.first_violation is not None and report.first_violation.offset == 5
+
+
+def test_a_grant_while_halted_and_a_silent_regime_change_are_caught() -> None:
+    halted = [decision(0, K.GRANTED, "i0", 0, 1, halted=True)]
+    assert audit_decisions(enumerate(halted)).first_violation is not None
+    log = grants(2)
+    log[1] = dataclasses.replace(log[1], regime=Regime.CHOP)
+    report = audit_decisions(enumerate(log))
+    assert report.first_violation is not None and report.first_violation.offset == 1
+    assert "without a REGIME_CHANGED" in report.first_violation.message
