@@ -1,0 +1,144 @@
+"""Talking to the governor from outside: send commands, read back the committed logs.
+
+Used by the CLI (`quantum audit portfolio`), the chaos test, the benchmark and
+any service that asks for slots. Readers are read_committed: what they return
+is exactly what the governor's transactions committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import TopicPartition as Tp
+
+from agents.governor.codec import command_from_avro, command_to_avro, decision_from_avro
+from agents.governor.model import Command, Decision
+from quantum.errors import PoisonRecord
+from quantum.kafka_util import high_watermarks, read_range
+from quantum.serde import AvroSerde
+from topologies.declaration import PORTFOLIO, PORTFOLIO_DECISIONS, TOPOLOGY
+
+COMMAND_SCHEMA = TOPOLOGY.topic(PORTFOLIO).schema or ""
+DECISION_SCHEMA = TOPOLOGY.topic(PORTFOLIO_DECISIONS).schema or ""
+PORTFOLIO_KEY = b"portfolio"
+
+
+class CommandSender:
+    """Produces governor commands to the single-partition portfolio topic (idempotent producer)."""
+
+    def __init__(self, settings, *, serde: AvroSerde | None = None, linger_ms: int = 5) -> None:
+        self.topic = settings.topic(PORTFOLIO)
+        self.serde = serde or AvroSerde.from_settings(settings)
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": linger_ms,
+            }
+        )
+        self.failures: list[KafkaError] = []
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self.failures.append(err)
+
+    def send(self, command: Command) -> None:
+        value = self.serde.encode(self.topic, command_to_avro(command), schema_file=COMMAND_SCHEMA)
+        self.send_raw(value)
+
+    def send_raw(self, value: bytes, key: bytes = PORTFOLIO_KEY) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    self.topic, key=key, value=value, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        remaining = self.producer.flush(timeout_s)
+        if remaining or self.failures:
+            raise RuntimeError(
+                f"{remaining} commands undelivered, {len(self.failures)} failed"
+                + (f": {self.failures[0]}" if self.failures else "")
+            )
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    offset: int  # in portfolio.decisions
+    input_offset: int  # of the command in the portfolio topic
+    decision: Decision
+
+
+def _read_partition(
+    settings, topic: str, *, timeout_s: float, isolation: str = "read_committed"
+) -> Iterator[tuple[int, bytes]]:
+    """(offset, value) of every record of the single partition, up to its end now."""
+    end = high_watermarks(settings.kafka.bootstrap, topic, [0], timeout_s)[0]
+    for msg in read_range(
+        settings.kafka.bootstrap, topic, {0: (0, end)}, isolation=isolation, timeout_s=timeout_s
+    ):
+        yield msg.offset(), msg.value() or b""
+
+
+def read_decisions(
+    settings,
+    *,
+    serde: AvroSerde | None = None,
+    timeout_s: float = 120.0,
+    isolation: str = "read_committed",
+) -> list[LoggedDecision]:
+    serde = serde or AvroSerde.from_settings(settings)
+    topic = settings.topic(PORTFOLIO_DECISIONS)
+    out = []
+    for offset, value in _read_partition(settings, topic, timeout_s=timeout_s, isolation=isolation):
+        decision, input_offset = decision_from_avro(
+            serde.decode(topic, value, schema_file=DECISION_SCHEMA)
+        )
+        out.append(LoggedDecision(offset, input_offset, decision))
+    return out
+
+
+def read_commands(
+    settings, *, serde: AvroSerde | None = None, timeout_s: float = 120.0
+) -> tuple[list[tuple[int, Command]], list[int]]:
+    """Decodable commands with their offsets, and the offsets of undecodable ones."""
+    serde = serde or AvroSerde.from_settings(settings)
+    topic = settings.topic(PORTFOLIO)
+    good: list[tuple[int, Command]] = []
+    poison: list[int] = []
+    for offset, value in _read_partition(settings, topic, timeout_s=timeout_s):
+        try:
+            good.append(
+                (offset, command_from_avro(serde.decode(topic, value, schema_file=COMMAND_SCHEMA)))
+            )
+        except (PoisonRecord, KeyError, ValueError, TypeError):
+            poison.append(offset)
+    return good, poison
+
+
+def committed_offset(settings, group_id: str | None = None) -> int:
+    """The governor's committed position in the portfolio topic (0 if none yet)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": group_id or settings.governor_shell.group_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        [tp] = consumer.committed([Tp(settings.topic(PORTFOLIO), 0)], timeout=30)
+        return max(tp.offset, 0)
+    finally:
+        consumer.close()
+
+
+def end_offset(settings, logical_topic: str = PORTFOLIO) -> int:
+    return high_watermarks(settings.kafka.bootstrap, settings.topic(logical_topic), [0], 30)[0]

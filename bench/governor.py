@@ -1,0 +1,232 @@
+"""Governor benchmark on the real broker: decisions/s and request-to-decision latency,
+with exactly-once transactions, at 1, 10 and 100 commands per transaction.
+
+For each batch size a governor runs as its own process (`quantum governor run`).
+  throughput: N requests are sent as fast as the producer can; the figure is
+      commands decided per second, from the first send until the governor's
+      committed offset reaches the end of the portfolio topic.
+  latency:    requests are sent open-loop at a fixed rate below that throughput; the
+      latency of one request is the time from its send to the moment a
+      read_committed consumer sees its decision (one clock: this process).
+Writes JSON with the machine and the settings to bench/results/governor.json.
+
+    python -m bench.governor [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import confluent_kafka
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as Tp
+
+from agents.governor.codec import decision_from_avro
+from agents.governor.io import DECISION_SCHEMA, CommandSender, committed_offset, end_offset
+from agents.governor.model import Clock, Side, SlotRequest
+from quantum.config import Settings
+from quantum.serde import AvroSerde
+from topologies.apply import apply_topology
+from topologies.declaration import PORTFOLIO_DECISIONS
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "governor.json"
+
+
+def machine() -> dict[str, object]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "confluent_kafka": confluent_kafka.version()[0],
+        "librdkafka": confluent_kafka.libversion()[0],
+        "kafka_broker": "4.1.1 (single node, KRaft, infra/)",
+    }
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _request(i: int, rng: random.Random, symbols: int) -> SlotRequest:
+    return SlotRequest(
+        intent_id=f"b{i}",
+        symbol=f"S{rng.randrange(symbols):03d}USDT",
+        side=Side.LONG,
+        notional=Decimal(100),
+        score=rng.random(),
+        event_time_ms=_now_ms(),
+    )
+
+
+class DecisionWatcher(threading.Thread):
+    """Reads committed decisions and stamps when each command's first decision arrived."""
+
+    def __init__(self, settings: Settings, serde: AvroSerde) -> None:
+        super().__init__(daemon=True)
+        self.topic = settings.topic(PORTFOLIO_DECISIONS)
+        self.serde = serde
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap,
+                "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        self.consumer.assign([Tp(self.topic, 0, 0)])
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for msg in self.consumer.consume(num_messages=1000, timeout=0.05):
+                if msg.error():
+                    continue
+                arrived = time.perf_counter()
+                decision, _ = decision_from_avro(
+                    self.serde.decode(self.topic, msg.value(), schema_file=DECISION_SCHEMA)
+                )
+                self.seen.setdefault(decision.command_id, arrived)
+        self.consumer.close()
+
+
+def _wait(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.01)
+
+
+def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> dict[str, object]:
+    settings = base.with_prefix(f"bench-{uuid.uuid4().hex[:8]}.")
+    assert apply_topology(settings).ok
+    serde = AvroSerde.from_settings(settings)
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+            "SCHEMA_REGISTRY_URL": settings.registry.url,
+            "QT_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "QT_GOVERNOR_SHELL__COMMANDS_PER_TRANSACTION": str(batch),
+            "QT_GOVERNOR_SHELL__SNAPSHOT_EVERY": "5000",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    governor = subprocess.Popen(
+        [sys.executable, "-m", "quantum", "governor", "run"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        sender = CommandSender(settings, serde=serde, linger_ms=1)
+        sender.send(Clock("warm-up", _now_ms()))
+        sender.flush()
+        _wait(lambda: committed_offset(settings) >= 1, 90, "governor did not start")
+
+        rng = random.Random(batch)
+        requests = [_request(i, rng, 60) for i in range(n_throughput)]
+        started = time.perf_counter()
+        for r in requests:
+            sender.send(r)
+        sender.flush()
+        target = end_offset(settings)
+        _wait(lambda: committed_offset(settings) >= target, 600, "throughput run did not finish")
+        elapsed = time.perf_counter() - started
+        throughput = n_throughput / elapsed
+
+        rate = max(5.0, min(throughput * 0.5, 2000.0))
+        watcher = DecisionWatcher(settings, serde)
+        watcher.start()
+        sent: dict[str, float] = {}
+        interval = 1.0 / rate
+        next_at = time.perf_counter()
+        for i in range(n_latency):
+            r = _request(n_throughput + i, rng, 60)
+            now = time.perf_counter()
+            if now < next_at:
+                time.sleep(next_at - now)  # open-loop pacing of the load
+            sent[r.intent_id] = time.perf_counter()
+            sender.send(r)
+            sender.producer.poll(0)
+            next_at += interval
+        sender.flush()
+        _wait(lambda: all(k in watcher.seen for k in sent), 300, "latency run did not finish")
+        watcher.stop.set()
+        watcher.join(10)
+        lat_ms = sorted((watcher.seen[k] - t) * 1000 for k, t in sent.items())
+        return {
+            "commands_per_transaction": batch,
+            "throughput_requests": n_throughput,
+            "throughput_seconds": round(elapsed, 3),
+            "decisions_per_second": round(throughput, 1),
+            "latency_requests": n_latency,
+            "latency_offered_rate_per_s": round(rate, 1),
+            "latency_ms_p50": round(statistics.median(lat_ms), 2),
+            "latency_ms_p99": round(lat_ms[min(len(lat_ms) - 1, int(len(lat_ms) * 0.99))], 2),
+            "latency_ms_max": round(lat_ms[-1], 2),
+        }
+    finally:
+        governor.terminate()
+        governor.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.governor")
+    parser.add_argument("--quick", action="store_true", help="small runs (smoke)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    base = Settings()
+    sizes = {1: (300, 150), 10: (3_000, 1_000), 100: (30_000, 5_000)}
+    if args.quick:
+        sizes = {k: (max(50, t // 10), max(50, lat // 10)) for k, (t, lat) in sizes.items()}
+    results = []
+    for batch, (n_t, n_l) in sizes.items():
+        result = run_case(base, batch, n_t, n_l)
+        print(json.dumps(result))
+        results.append(result)
+    report = {
+        "benchmark": "governor",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "settings": {
+            "bootstrap": base.kafka.bootstrap,
+            "max_batch_wait_ms": base.governor_shell.max_batch_wait_ms,
+            "isolation": "read_committed",
+            "governor": base.governor.model_dump(),
+        },
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from quantum.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""Small Kafka facts every reader of a committed log needs, in one place."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as Tp
+
+
+def high_watermarks(
+    bootstrap: str, topic: str, partitions: list[int], timeout_s: float
+) -> dict[int, int]:
+    """The true end of each partition (records, open transactions and markers included).
+
+    Asked through a read_uncommitted handle on purpose: a read_committed consumer's
+    watermark query answers with the last stable offset, which right after a
+    commit_transaction can still sit before the commit markers (even at 0).
+    """
+    probe = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "quantum-watermarks",
+            "isolation.level": "read_uncommitted",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        return {
+            p: probe.get_watermark_offsets(Tp(topic, p), timeout=timeout_s, cached=False)[1]
+            for p in partitions
+        }
+    finally:
+        probe.close()
+
+
+def read_range(
+    bootstrap: str,
+    topic: str,
+    ranges: dict[int, tuple[int, int]] | None = None,
+    *,
+    isolation: str = "read_committed",
+    timeout_s: float = 60.0,
+    group_id: str = "quantum-log-reader",
+) -> Iterator[Message]:
+    """Every record of `topic` from each partition's start (inclusive) to end (exclusive).
+
+    `ranges` maps partition -> (start, end); None reads every partition from 0 to its
+    high watermark now. A read_committed read ends at an end that only control
+    records follow: its end-of-partition is reported at the last stable offset,
+    which passes the end once the markers are written.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 52_428_800,
+        }
+    )
+    try:
+        if ranges is None:
+            meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise ValueError(f"topic {topic!r} does not exist")
+            ends = high_watermarks(bootstrap, topic, list(meta.partitions), timeout_s)
+            ranges = {p: (0, end) for p, end in ends.items()}
+        pending = {p: end for p, (start, end) in ranges.items() if end > start}
+        if not pending:
+            return
+        consumer.assign([Tp(topic, p, ranges[p][0]) for p in pending])
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} {pending} took more than {timeout_s} s")
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                p = msg.partition()
+                if p not in pending:
+                    continue
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(msg.error())
+                    if msg.offset() >= pending[p]:
+                        del pending[p]
+                    continue
+                if msg.offset() >= pending[p]:
+                    del pending[p]
+                    continue
+                yield msg
+                if msg.offset() >= pending[p] - 1:
+                    del pending[p]
+    finally:
+        consumer.close()

@@ -1,0 +1,202 @@
+"""Make the broker match the declaration: create what is missing, report every drift.
+
+Drift is never silently accepted. A partition count that differs from the
+declaration is an error for every topic (Kafka cannot shrink partitions, and
+more partitions would reshuffle keys), and for the single-partition topics it
+is the difference between a total order and none. Config drift (cleanup
+policy, retention) is reported, and repaired only when asked (`fix_configs`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
+
+from quantum.config import Settings
+from topologies.declaration import TOPOLOGY, TopicSpec, Topology
+
+ADMIN_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Drift:
+    topic: str
+    what: str
+    declared: str
+    actual: str
+    fatal: bool
+
+    def __str__(self) -> str:
+        level = "ERROR" if self.fatal else "drift"
+        return f"{level}: {self.topic}: {self.what} is {self.actual}, declared {self.declared}"
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.fatal for d in self.drift)
+
+    def render(self) -> str:
+        lines = [f"created {name}" for name in self.created]
+        lines += [f"fixed   {name}" for name in self.fixed]
+        lines += [str(d) for d in self.drift]
+        lines.append(
+            f"{len(self.created)} created, {len(self.unchanged)} unchanged, "
+            f"{len(self.fixed)} fixed, {sum(d.fatal for d in self.drift)} errors, "
+            f"{sum(not d.fatal for d in self.drift)} config drifts"
+        )
+        return "\n".join(lines)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+
+
+def apply_topology(
+    settings: Settings,
+    topology: Topology = TOPOLOGY,
+    *,
+    fix_configs: bool = False,
+    admin: AdminClient | None = None,
+) -> ApplyReport:
+    """Create missing topics (with this run's prefix) and compare the rest to the declaration."""
+    admin = admin or admin_client(settings)
+    specs = {settings.topic(spec.name): spec for spec in topology.all_topics()}
+    existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+    report = ApplyReport()
+
+    missing = [name for name in specs if name not in existing]
+    raced: list[str] = []
+    if missing:
+        futures = admin.create_topics(
+            [_new_topic(name, specs[name]) for name in missing],
+            operation_timeout=ADMIN_TIMEOUT_S,
+            request_timeout=ADMIN_TIMEOUT_S,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                report.created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+                raced.append(name)  # made by someone else meanwhile: check it like the rest
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while raced and not all(name in existing for name in raced):
+        # The broker said "exists" before its metadata shows it; wait for the metadata.
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {raced} exist but never showed in metadata")
+        time.sleep(0.1)
+        existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+
+    present = [name for name in specs if name in existing and name not in report.created]
+    actual_configs = _describe_configs(admin, present)
+    for name in present:
+        spec = specs[name]
+        partitions = len(existing[name].partitions)
+        drifts = []
+        if partitions != spec.partitions:
+            drifts.append(Drift(name, "partitions", str(spec.partitions), str(partitions), True))
+        for key, declared in spec.configs().items():
+            actual = actual_configs[name].get(key)
+            if actual != declared:
+                drifts.append(Drift(name, key, declared, str(actual), False))
+        config_drifts = [d for d in drifts if not d.fatal]
+        if fix_configs and config_drifts:
+            _alter_configs(admin, name, spec)
+            report.fixed.append(name)
+            drifts = [d for d in drifts if d.fatal]
+        report.drift.extend(drifts)
+        if not drifts and name not in report.fixed:
+            report.unchanged.append(name)
+    return report
+
+
+def _new_topic(name: str, spec: TopicSpec) -> NewTopic:
+    return NewTopic(
+        name,
+        num_partitions=spec.partitions,
+        replication_factor=spec.replication,
+        config=spec.configs(),
+    )
+
+
+def _describe_configs(admin: AdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    out: dict[str, dict[str, str]] = {}
+    for resource, future in admin.describe_configs(
+        resources, request_timeout=ADMIN_TIMEOUT_S
+    ).items():
+        out[resource.name] = {key: entry.value for key, entry in future.result().items()}
+    return out
+
+
+def _alter_configs(admin: AdminClient, name: str, spec: TopicSpec) -> None:
+    entries = [
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+        for key, value in spec.configs().items()
+    ]
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result()
+    # The change is accepted before every broker's metadata shows it: wait until it does.
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while any(
+        _describe_configs(admin, [name])[name].get(k) != v for k, v in spec.configs().items()
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: altered configs never became visible")
+        time.sleep(0.1)
+
+
+def render_graph(topology: Topology = TOPOLOGY) -> str:
+    """Plain-text graph: each agent with what it reads and writes."""
+    lines = []
+    for agent in topology.agents:
+        lines.append(f"{agent.name}  [{agent.guarantee}]")
+        lines += [f"  <- {topic}" for topic in agent.reads]
+        lines += [f"  -> {topic}" for topic in agent.writes]
+    lines.append("")
+    lines.append("topics:")
+    for spec in topology.all_topics():
+        retention = "forever" if spec.retention_ms < 0 else f"{spec.retention_ms // 3_600_000} h"
+        lines.append(
+            f"  {spec.name:<34} partitions={spec.partitions:<2} {spec.cleanup_policy:<7} "
+            f"retention={retention:<8} schema={spec.schema or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def render_mermaid(topology: Topology = TOPOLOGY) -> str:
+    """The same graph as a Mermaid flowchart (docs/topology.md embeds it)."""
+
+    def node(topic: str) -> str:
+        return "t_" + topic.replace(".", "_").replace("-", "_")
+
+    lines = ["flowchart LR"]
+    topics = sorted({t for a in topology.agents for t in (*a.reads, *a.writes)})
+    for topic in topics:
+        spec = topology.topic(topic)
+        lines.append(f'  {node(topic)}[("{topic}<br/>{spec.partitions}p")]')
+    for agent in topology.agents:
+        lines.append(f"  a_{agent.name}{{{{{agent.name}}}}}")
+        lines += [f"  {node(t)} --> a_{agent.name}" for t in agent.reads]
+        lines += [f"  a_{agent.name} --> {node(t)}" for t in agent.writes]
+    return "\n".join(lines)
