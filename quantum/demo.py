@@ -117,7 +117,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"{settings.kafka.topic_prefix} dlq list {MARKET_TICKS})"
         )
 
-        _stage("governor: the audit's scenario (9 open, then 15 strong signals)")
+        _stage("governor: the audit's scenario (9 positions, then 15 strong signals, on Kafka)")
         procs.append(_spawn(["governor", "run"], env))
         _audit_scenario(settings)
         target = end_offset(settings)
@@ -125,6 +125,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         logged = read_decisions(settings)
         audit = audit_decisions((d.offset, d.decision) for d in logged)
         print(audit.render())
+
+        _stage("the audit's race, simulated on one event sequence (docs/audit-race.md)")
+        _race_comparison()
         return 0 if audit.ok else 1
     finally:
         for proc in procs:
@@ -189,3 +192,18 @@ def _audit_scenario(settings: Settings) -> None:
         )
     sender.send(Clock("end", t + 86_400_000))
     sender.flush()
+
+
+def _race_comparison(seeds: range = range(8)) -> None:
+    """Max open positions of the audited design vs our governor core, seed by seed."""
+    import random
+
+    from quantum.simulation.audited_design import simulate_audited, simulate_governor
+    from quantum.simulation.scenario import audit_like
+
+    print("seed  audited design  governor   (limit 10)")
+    for seed in seeds:
+        scenario = audit_like(random.Random(seed))
+        old = simulate_audited(scenario, random.Random(1000 + seed)).max_open
+        ours = simulate_governor(scenario).max_open
+        print(f"{seed:>4}  {old:>14}  {ours:>8}")
