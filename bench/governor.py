@@ -59,7 +59,7 @@ def machine() -> dict[str, object]:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": confluent_kafka.version(),
         "librdkafka": confluent_kafka.libversion()[0],
         "kafka_broker": "4.1.1 (single node, KRaft, infra/)",
     }
@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "bootstrap": base.kafka.bootstrap,
             "max_batch_wait_ms": base.governor_shell.max_batch_wait_ms,
+            "snapshot_every": 5000,
             "isolation": "read_committed",
             "governor": base.governor.model_dump(),
         },
