@@ -89,6 +89,19 @@ class GovernorShellSettings(BaseModel):
     group_id: str = "quantum-governor"
 
 
+class MarketSettings(BaseModel):
+    """universe: the symbols this deployment trades. A record for any other symbol is
+    dead-lettered with UNKNOWN_SYMBOL at ingress. Empty (the default): any well-formed
+    symbol. Env: `QT_MARKET__UNIVERSE='["BTCUSDT","ETHUSDT"]'`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    universe: frozenset[str] = frozenset()
+
+    def universe_or_none(self) -> frozenset[str] | None:
+        return self.universe or None
+
+
 class BinanceSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -110,6 +123,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     infra: InfraSettings = InfraSettings()
+    market: MarketSettings = MarketSettings()
     governor: GovernorConfig = GovernorConfig()
     governor_shell: GovernorShellSettings = GovernorShellSettings()
     binance: BinanceSettings = BinanceSettings()

@@ -21,5 +21,8 @@ def register(ctx: AgentContext) -> None:
 
     @ctx.app.agent(source, name=NAME)
     async def passthrough(stream):  # type: ignore[no-untyped-def]
-        async for _ in guarded_events(ctx, stream, schema_file=SCHEMA, handler=handle):
+        universe = ctx.settings.market.universe_or_none()
+        async for _ in guarded_events(
+            ctx, stream, schema_file=SCHEMA, handler=handle, universe=universe
+        ):
             pass

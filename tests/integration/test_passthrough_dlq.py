@@ -36,6 +36,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen]:
             "KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
             "SCHEMA_REGISTRY_URL": settings.registry.url,
             "QT_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "QT_MARKET__UNIVERSE": '["BTCUSDT", "ETHUSDT", "SOLUSDT"]',
         }
     )
     log = (tmp_path / "worker.log").open("wb")
@@ -103,6 +104,8 @@ def test_poison_goes_to_dlq_and_the_agent_goes_on(
     producer.produce(topic, key=b"BTCUSDT", value=b"\x00\x00garbage")
     nan = dict(ticks[10], close="NaN")
     producer.produce(topic, key=b"BTCUSDT", value=serde.encode(topic, nan, schema_file=SCHEMA))
+    doge = dict(ticks[0], symbol="DOGEUSDT", event_id=ticks[0]["event_id"].replace("BTC", "DOGE"))
+    producer.produce(topic, key=b"BTCUSDT", value=serde.encode(topic, doge, schema_file=SCHEMA))
     for tick in ticks[11:]:  # all after the poison, on the same partition
         producer.produce(topic, key=b"BTCUSDT", value=serde.encode(topic, tick, schema_file=SCHEMA))
     producer.flush(30)
@@ -111,9 +114,10 @@ def test_poison_goes_to_dlq_and_the_agent_goes_on(
     assert sorted(r["event_id"] for r in relayed) == sorted(
         t["event_id"] for t in ticks[:10] + ticks[11:]
     )
-    letters = _wait_letters(settings, serde, 2)
-    assert len(letters) == 2
-    garbage, invalid = sorted(letters, key=lambda d: d.value["source_offset"])
+    letters = _wait_letters(settings, serde, 3)
+    assert len(letters) == 3
+    garbage, invalid, unknown = sorted(letters, key=lambda d: d.value["source_offset"])
+    assert unknown.value["error_message"].startswith("UNKNOWN_SYMBOL")
     assert garbage.value["value"] == b"\x00\x00garbage"
     assert garbage.value["error_class"] == "DecodeError"
     assert garbage.value["source_topic"] == topic and garbage.value["agent"] == "passthrough"
@@ -128,7 +132,7 @@ def test_poison_goes_to_dlq_and_the_agent_goes_on(
     monkeypatch.setenv("SCHEMA_REGISTRY_URL", settings.registry.url)
     prefix = ["--topic-prefix", settings.kafka.topic_prefix]
     assert cli_main([*prefix, "dlq", "replay", MARKET_TICKS, "--offset", str(invalid.offset)]) == 0
-    letters = _wait_letters(settings, serde, 3)
+    letters = _wait_letters(settings, serde, 4)
     replayed = letters[-1].value
     assert replayed["value"] == invalid.value["value"]
     assert replayed["replay_count"] == 1
