@@ -1,0 +1,54 @@
+"""Configuration: env over file over defaults, the conventional names, secrets kept secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from quantum.config import Settings
+
+
+def test_defaults_are_the_audits_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL", "QT_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(Path(__file__).parent)  # no quantum.toml here
+    g = Settings().governor
+    assert (g.max_open_positions, g.active_slots_base, g.active_slots_trend_strong) == (10, 4, 6)
+    assert (g.active_slots_chop, g.rotation_threshold, g.rotation_timeout_ms) == (3, 0.15, 120_000)
+
+
+def test_env_overrides_file_and_conventional_names_win(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    toml = tmp_path / "quantum.toml"
+    toml.write_text(
+        "[governor]\nmax_open_positions = 7\nactive_slots_base = 2\n"
+        '[kafka]\nbootstrap = "file:1"\ntopic_prefix = "from-file."\n'
+    )
+    monkeypatch.setenv("QT_CONFIG", str(toml))
+    monkeypatch.setenv("QT_GOVERNOR__ACTIVE_SLOTS_BASE", "3")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "env:2")
+    monkeypatch.delenv("SCHEMA_REGISTRY_URL", raising=False)
+    s = Settings()
+    assert s.governor.max_open_positions == 7  # file
+    assert s.governor.active_slots_base == 3  # env beats file
+    assert s.kafka.bootstrap == "env:2"  # KAFKA_BOOTSTRAP beats both
+    assert s.topic("portfolio") == "from-file.portfolio"
+    assert s.with_prefix("x.").topic("portfolio") == "x.portfolio"
+
+
+def test_invalid_values_are_refused_with_the_field_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT_GOVERNOR__MAX_OPEN_POSITIONS", "0")
+    with pytest.raises(ValueError, match="max_open_positions"):
+        Settings()
+
+
+def test_secrets_never_show_in_repr_or_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT_BINANCE__API_KEY", "key-do-not-print")
+    monkeypatch.setenv("QT_BINANCE__API_SECRET", "secret-do-not-print")
+    s = Settings()
+    shown = f"{s!r} {s} {s.model_dump()} {s.model_dump_json()}"
+    assert "do-not-print" not in shown
+    assert s.binance.api_secret is not None
+    assert s.binance.api_secret.get_secret_value() == "secret-do-not-print"
