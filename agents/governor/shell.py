@@ -99,7 +99,8 @@ class GovernorShell:
         self.decisions_topic = settings.topic(PORTFOLIO_DECISIONS)
         self.snapshots_topic = settings.topic(GOVERNOR_SNAPSHOTS)
         self.dlq = dlq_topic(self.portfolio)
-        self.stats = BatchStats()
+        self.stats = BatchStats()  # committed work only
+        self._pending = BatchStats()  # the open transaction's
         self.core = GovernorCore(settings.governor)
         self._next_offset = 0
         self._since_snapshot = 0
@@ -216,6 +217,8 @@ class GovernorShell:
         return self.stats
 
     def process_batch(self, msgs: list[Message]) -> None:
+        """Decide `msgs` in one transaction; `stats` counts them only once it committed."""
+        self._pending = BatchStats()
         try:
             self.producer.begin_transaction()
             for msg in msgs:
@@ -231,6 +234,9 @@ class GovernorShell:
                 offsets, self.consumer.consumer_group_metadata(), 30
             )
             self.producer.commit_transaction(30)
+            self.stats.commands += self._pending.commands
+            self.stats.decisions += self._pending.decisions
+            self.stats.dead_letters += self._pending.dead_letters
             self.stats.transactions += 1
         except KafkaException as exc:
             error = self._translate(exc)
@@ -244,7 +250,7 @@ class GovernorShell:
             raise KafkaException(msg.error())
         command = self._decode_or_none(msg, route_to_dlq=True)
         self._next_offset = msg.offset() + 1
-        self.stats.commands += 1
+        self._pending.commands += 1
         if command is None:
             return
         for decision in self.core.handle(command):
@@ -275,7 +281,7 @@ class GovernorShell:
         )
         key = (decision.symbol or "").encode()
         self.producer.produce(self.decisions_topic, value=value, key=key)
-        self.stats.decisions += 1
+        self._pending.decisions += 1
 
     def _produce_dead_letter(self, msg: Message, exc: Exception) -> None:
         value = dead_letter_value(msg, exc, agent=AGENT_NAME)
@@ -284,7 +290,7 @@ class GovernorShell:
             key=msg.key(),
             value=self.serde.encode(self.dlq, value, schema_file=DLQ_SCHEMA),
         )
-        self.stats.dead_letters += 1
+        self._pending.dead_letters += 1
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
 
     def _produce_snapshot(self) -> None:

@@ -86,6 +86,7 @@ def test_decisions_poison_and_restore(gov_settings: Settings) -> None:
     first.start()
     _pump(first, s)
     first.close()
+    assert (first.stats.commands, first.stats.decisions, first.stats.dead_letters) == (7, 5, 2)
 
     kinds = [(d.decision.kind, d.decision.intent_id) for d in read_decisions(s, serde=serde)]
     assert kinds == [
@@ -146,6 +147,7 @@ def test_a_second_instance_fences_the_first(gov_settings: Settings) -> None:
     new.start()  # init_transactions bumps the epoch: `old` can no longer commit
     with pytest.raises(GovernorFenced):
         old.process_batch(msgs)
+    assert old.stats.commands == old.stats.decisions == 0  # nothing of it committed
     _pump(new, s)
     new.close()
 
