@@ -12,9 +12,6 @@ COPY . .
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app quantum
 
-# The Avro files under schemas/ are read relative to the source tree (quantum/schemas.py),
-# which a plain `pip install .` does not package: the source tree comes first on the path.
-ENV PYTHONPATH=/app
 USER quantum
 
 ENTRYPOINT ["quantum"]

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+from quantum.paths import data_path
+
+SAMPLE_DIR = data_path("data", "sample")
 
 
 def _millis(raw: str) -> int:

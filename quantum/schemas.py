@@ -19,12 +19,13 @@ import json
 import re
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import fastavro
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+from quantum.paths import data_path
+
+SCHEMA_DIR = data_path("schemas")
 NAMESPACE = "io.quantumtrader"
 
 # Plain or exponent decimal; no whitespace, underscores, NaN or Infinity (Decimal() takes those).
