@@ -43,6 +43,7 @@ from topologies.declaration import PORTFOLIO_DECISIONS
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "governor.json"
+LOG_DIR = Path(os.environ.get("QT_BENCH_LOG_DIR", "/tmp"))  # the governor's own log per case
 
 
 def machine() -> dict[str, object]:
@@ -150,7 +151,7 @@ def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> d
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(LOG_DIR / f"governor-k{batch}.log").open("ab"),
     )
     try:
         sender = CommandSender(settings, serde=serde, linger_ms=1)

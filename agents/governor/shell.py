@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ DECISION_SCHEMA = TOPOLOGY.topic(PORTFOLIO_DECISIONS).schema or ""
 DLQ_SCHEMA = "dead_letter.avsc"
 TXN_TIMEOUT_MS = 30_000
 EXIT_FENCED = 3
+SLOW_TRANSACTION_S = 0.05  # logged with its phases: where a latency tail comes from
 
 
 class GovernorFenced(RuntimeError):
@@ -219,21 +221,40 @@ class GovernorShell:
     def process_batch(self, msgs: list[Message]) -> None:
         """Decide `msgs` in one transaction; `stats` counts them only once it committed."""
         self._pending = BatchStats()
+        t0 = time.perf_counter()
         try:
             self.producer.begin_transaction()
             for msg in msgs:
                 self._decide(msg)
             self._since_snapshot += len(msgs)
-            if self._since_snapshot >= self.shell.snapshot_every:
+            snapshot = self._since_snapshot >= self.shell.snapshot_every
+            if snapshot:
                 self._produce_snapshot()
+            t1 = time.perf_counter()
             # Flushing first is measurably faster here: send_offsets_to_transaction with
             # records still queued took ~22 ms against ~1 ms after a flush (bench/governor.py).
             self.producer.flush(30)
+            t2 = time.perf_counter()
             offsets = [TopicPartition(self.portfolio, 0, self._next_offset)]
             self.producer.send_offsets_to_transaction(
                 offsets, self.consumer.consumer_group_metadata(), 30
             )
+            t3 = time.perf_counter()
             self.producer.commit_transaction(30)
+            t4 = time.perf_counter()
+            if t4 - t0 > SLOW_TRANSACTION_S:
+                log.warning(
+                    "%s: slow transaction %.0f ms for %d commands (decide %.0f%s, flush %.0f, "
+                    "offsets %.0f, commit %.0f ms)",
+                    self.instance,
+                    (t4 - t0) * 1000,
+                    len(msgs),
+                    (t1 - t0) * 1000,
+                    " incl. snapshot" if snapshot else "",
+                    (t2 - t1) * 1000,
+                    (t3 - t2) * 1000,
+                    (t4 - t3) * 1000,
+                )
             self.stats.commands += self._pending.commands
             self.stats.decisions += self._pending.decisions
             self.stats.dead_letters += self._pending.dead_letters
