@@ -115,7 +115,7 @@ def test_governor_survives_sigkills_and_a_second_instance(
                 "--symbols",
                 str(SYMBOLS),
                 "--rate",
-                "75",
+                "45",
             ],
             env,
             logs / f"producer{seed}.log",
@@ -129,7 +129,7 @@ def test_governor_survives_sigkills_and_a_second_instance(
     while kills < KILLS or any(p.poll() is None for p in producers):
         # A random moment: the governor must not exit on its own meanwhile.
         try:
-            code = governor.wait(timeout=rng.uniform(1.5, 4.0))
+            code = governor.wait(timeout=rng.uniform(2.5, 6.0))
             raise AssertionError(f"governor exited by itself with {code}; see {logs}")
         except subprocess.TimeoutExpired:
             pass
@@ -174,7 +174,7 @@ def test_governor_survives_sigkills_and_a_second_instance(
     assert not report.missing_decisions and not report.duplicate_finals
     ids = Counter(d.decision.decision_id for d in logged)
     assert max(ids.values()) == 1, f"duplicated decisions: {ids.most_common(3)}"
-    # Grants, fills, releases and expiries happen in every run. Rotations are rare here (the
-    # governor spends much of the run catching up after kills, before fills arrive); their
-    # crash behaviour is covered exactly by the snapshot-at-any-split property test.
-    assert report.grants > 0 and report.fills > 0 and report.releases > 0 and report.expiries > 0
+    # Every kind of decision happened, rotations included (they need open positions at the
+    # moment a strong request arrives, so the governor lives 2.5-6 s between kills).
+    assert report.grants > 0 and report.fills > 0 and report.releases > 0
+    assert report.rotations > 0 and report.expiries > 0
