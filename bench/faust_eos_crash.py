@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -49,37 +48,15 @@ from pathlib import Path
 from typing import Any
 
 import aiokafka
-import confluent_kafka
 import faust
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka import TopicPartition as Tp
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.machine import KAFKA_BROKER, machine
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
-
-
-def machine() -> dict[str, object]:
-    """Where the numbers came from: they depend on the machine and the library versions."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "faust_streaming": faust.__version__,
-        "aiokafka": aiokafka.__version__,
-        "confluent_kafka": confluent_kafka.version(),
-        "librdkafka": confluent_kafka.libversion()[0],
-        "kafka_broker": "4.1.1 (single node, KRaft)",
-    }
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
@@ -337,7 +314,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             read_output(bootstrap, topic_out, args.partitions, "read_uncommitted"), args.n
         )
         return {
-            "machine": machine(),
+            "machine": machine(
+                faust_streaming=faust.__version__,
+                aiokafka=aiokafka.__version__,
+                kafka_broker=KAFKA_BROKER,
+            ),
             "settings": {
                 "guarantee": args.guarantee,
                 "n": args.n,

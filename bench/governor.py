@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -29,13 +28,13 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-import confluent_kafka
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as Tp
 
 from agents.governor.codec import decision_from_avro
 from agents.governor.io import DECISION_SCHEMA, CommandSender, committed_offset, end_offset
 from agents.governor.model import Clock, Side, SlotRequest
+from bench.machine import KAFKA_BROKER, machine
 from quantum.config import Settings
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology
@@ -44,26 +43,6 @@ from topologies.declaration import PORTFOLIO_DECISIONS
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "governor.json"
 LOG_DIR = Path(os.environ.get("QT_BENCH_LOG_DIR", "/tmp"))  # the governor's own log per case
-
-
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version(),
-        "librdkafka": confluent_kafka.libversion()[0],
-        "kafka_broker": "4.1.1 (single node, KRaft, infra/)",
-    }
 
 
 def _now_ms() -> int:
@@ -247,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "governor",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        "machine": machine(kafka_broker=KAFKA_BROKER),
         "settings": {
             "bootstrap": base.kafka.bootstrap,
             "max_batch_wait_ms": base.governor_shell.max_batch_wait_ms,

@@ -1,28 +1,26 @@
 """Serde throughput: encode, decode and decode+validate per second, per record type.
 
 After warm-up the serde makes no registry call, so the in-memory mock registry measures the
-same code path as a real one. Run: `.venv/bin/python bench/serde.py [seconds per case]`.
+same code path as a real one. Run: `python -m bench.serde [seconds per case]`.
 Writes bench/results/serde.json with machine info.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
+import fastavro
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from bench.machine import machine
+from quantum.serde import AvroSerde
+from quantum.validation import validate
+from tests.unit.test_serde import sample_records
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import fastavro  # noqa: E402
-from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
-
-from quantum.serde import AvroSerde  # noqa: E402
-from quantum.validation import validate  # noqa: E402
-from tests.unit.test_serde import sample_records  # noqa: E402
 
 CASES = ("market.ticks.avsc", "portfolio.avsc", "portfolio.decisions.avsc", "dead_letter.avsc")
 
@@ -69,14 +67,10 @@ def main() -> None:
     out = {
         "benchmark": "quantum.serde AvroSerde, single thread, mock registry after warm-up",
         "seconds_per_case": seconds,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "fastavro": fastavro.__version__,
-            "fastavro_compiled": not fastavro.schemaless_reader.__module__.endswith("_py"),
-        },
+        "machine": machine(
+            fastavro=fastavro.__version__,
+            fastavro_compiled=not fastavro.schemaless_reader.__module__.endswith("_py"),
+        ),
         "results": results,
     }
     target = ROOT / "bench" / "results" / "serde.json"
