@@ -114,16 +114,10 @@ def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> d
     settings = base.with_prefix(f"bench-{uuid.uuid4().hex[:8]}.")
     assert apply_topology(settings).ok
     serde = AvroSerde.from_settings(settings)
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-            "SCHEMA_REGISTRY_URL": settings.registry.url,
-            "QT_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-            "QT_GOVERNOR_SHELL__COMMANDS_PER_TRANSACTION": str(batch),
-            "QT_GOVERNOR_SHELL__SNAPSHOT_EVERY": "5000",
-            "PYTHONPATH": str(REPO),
-        }
+    env = settings.child_env(
+        QT_GOVERNOR_SHELL__COMMANDS_PER_TRANSACTION=str(batch),
+        QT_GOVERNOR_SHELL__SNAPSHOT_EVERY="5000",
+        PYTHONPATH=str(REPO),
     )
     governor = subprocess.Popen(
         [sys.executable, "-m", "quantum", "governor", "run"],

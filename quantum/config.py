@@ -166,6 +166,20 @@ class Settings(BaseSettings):
         """The physical topic name for a logical one (with this run's prefix)."""
         return f"{self.kafka.topic_prefix}{name}"
 
+    def child_env(self, **extra: str) -> dict[str, str]:
+        """This process's environment plus what makes a child process (a worker, the
+        governor, a load generator) see the same broker, registry and topic prefix."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+                "SCHEMA_REGISTRY_URL": self.registry.url,
+                "QT_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
+            }
+        )
+        env.update(extra)
+        return env
+
     def with_prefix(self, prefix: str) -> Settings:
         return self.model_copy(
             update={"kafka": self.kafka.model_copy(update={"topic_prefix": prefix})}

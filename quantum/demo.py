@@ -87,14 +87,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         )
     if not settings.kafka.topic_prefix:
         settings = settings.with_prefix(f"demo-{uuid.uuid4().hex[:8]}.")
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-            "SCHEMA_REGISTRY_URL": settings.registry.url,
-            "QT_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-        }
-    )
+    env = settings.child_env()
     procs: list[subprocess.Popen] = []
     try:
         _stage(f"topology (prefix {settings.kafka.topic_prefix!r})")

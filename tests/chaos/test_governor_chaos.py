@@ -9,7 +9,6 @@ tests/unit/test_portfolio_audit.py, so a pass here means something.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -54,13 +53,7 @@ GOVERNOR_ENV = {
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(GOVERNOR_ENV)
-    env["KAFKA_BOOTSTRAP"] = settings.kafka.bootstrap
-    env["SCHEMA_REGISTRY_URL"] = settings.registry.url
-    env["QT_KAFKA__TOPIC_PREFIX"] = settings.kafka.topic_prefix
-    env["PYTHONPATH"] = str(REPO)
-    return env
+    return settings.child_env(PYTHONPATH=str(REPO), **GOVERNOR_ENV)
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -4,7 +4,6 @@ poison records land in the DLQ with their envelope while the agent goes on, and
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -30,15 +29,7 @@ SCHEMA = "market.ticks.avsc"
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen]:
     assert apply_topology(settings).ok
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-            "SCHEMA_REGISTRY_URL": settings.registry.url,
-            "QT_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-            "QT_MARKET__UNIVERSE": '["BTCUSDT", "ETHUSDT", "SOLUSDT"]',
-        }
-    )
+    env = settings.child_env(QT_MARKET__UNIVERSE='["BTCUSDT", "ETHUSDT", "SOLUSDT"]')
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "quantum", "worker", "--agents", "passthrough"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -29,14 +28,8 @@ def test_worker_runs_a_faust_agent_and_the_governor_together(
     settings: Settings, tmp_path: Path
 ) -> None:
     assert apply_topology(settings).ok
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-            "SCHEMA_REGISTRY_URL": settings.registry.url,
-            "QT_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-            "QT_GOVERNOR_SHELL__TRANSACTIONAL_ID": f"{settings.kafka.topic_prefix}gov",
-        }
+    env = settings.child_env(
+        QT_GOVERNOR_SHELL__TRANSACTIONAL_ID=f"{settings.kafka.topic_prefix}gov"
     )
     log = tmp_path / "worker.log"
     proc = subprocess.Popen(

@@ -52,3 +52,21 @@ def test_secrets_never_show_in_repr_or_dump(monkeypatch: pytest.MonkeyPatch) -> 
     assert "do-not-print" not in shown
     assert s.binance.api_secret is not None
     assert s.binance.api_secret.get_secret_value() == "secret-do-not-print"
+
+
+def test_child_env_hands_the_same_broker_registry_and_prefix_to_a_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = Settings(
+        kafka={"bootstrap": "h:1", "topic_prefix": "p."}, registry={"url": "http://r/ccompat"}
+    )
+    env = s.child_env(EXTRA="1")
+    assert env["EXTRA"] == "1"
+    for name, value in env.items():  # the child's view: only what it inherits
+        monkeypatch.setenv(name, value)
+    child = Settings()
+    assert (child.kafka.bootstrap, child.registry.url, child.topic("x")) == (
+        "h:1",
+        "http://r/ccompat",
+        "p.x",
+    )
