@@ -26,13 +26,34 @@ def high_watermarks(
             "enable.auto.commit": False,
         }
     )
+    deadline = time.monotonic() + timeout_s
     try:
-        return {
-            p: probe.get_watermark_offsets(Tp(topic, p), timeout=timeout_s, cached=False)[1]
-            for p in partitions
-        }
+        return {p: _high_watermark(probe, Tp(topic, p), deadline) for p in partitions}
     finally:
         probe.close()
+
+
+def _high_watermark(probe: Consumer, tp: Tp, deadline: float) -> int:
+    """Retries what a young topic answers while its leader settles (not leader, unknown)."""
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return probe.get_watermark_offsets(tp, timeout=max(remaining, 0.1), cached=False)[1]
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if (not err.retriable() and err.code() not in _SETTLING) or remaining <= 0:
+                raise
+        time.sleep(0.1)  # the leader is being elected: ask again shortly
+
+
+_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
 
 
 def read_range(
