@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # Faust agents by name: module with `register(ctx)`.
 FAUST_AGENTS = {
     "passthrough": "agents.passthrough.agent",
+    "clock": "agents.clock.agent",
 }
 # The governor is a transactional loop, not a Faust agent; `worker` can host it in a thread.
 GOVERNOR = "governor"

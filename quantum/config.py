@@ -78,6 +78,8 @@ class GovernorShellSettings(BaseModel):
     max_batch_wait_ms: how long the loop waits to fill a batch before committing what it has.
     snapshot_every: commands between state snapshots (restart replays at most this many).
     transactional_id: fixed per deployment; a second instance with it fences the first.
+    clock_every_ms: event-time spacing of the Clock heartbeats the clock agent derives
+        from market ticks (reservations and rotation waits expire on them).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -86,6 +88,7 @@ class GovernorShellSettings(BaseModel):
     max_batch_wait_ms: int = Field(5, ge=0)
     snapshot_every: int = Field(1000, ge=1)
     transactional_id: str = "quantum-governor"
+    clock_every_ms: int = Field(5_000, ge=1)
     group_id: str = "quantum-governor"
 
 

@@ -152,6 +152,12 @@ TOPOLOGY = Topology(
             "Relays ticks unchanged; proves decoding, validation and the DLQ path.",
         ),
         AgentSpec(
+            "clock",
+            (MARKET_TICKS,),
+            (PORTFOLIO,),
+            "Event-time heartbeats for the governor, one per clock_every_ms of tick time.",
+        ),
+        AgentSpec(
             "governor",
             (PORTFOLIO,),
             (PORTFOLIO_DECISIONS, GOVERNOR_SNAPSHOTS),

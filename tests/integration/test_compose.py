@@ -58,5 +58,5 @@ def test_compose_pins_versions_and_wires_the_workers() -> None:
     assert rendered.count("SCHEMA_REGISTRY_URL: http://registry:8080/apis/ccompat/v7") == 3
     assert rendered.count("condition: service_completed_successfully") == 2
     assert rendered.count("condition: service_healthy") >= 4
-    for words in (("topology", "apply"), ("governor", "run"), ("--agents", "passthrough")):
+    for words in (("topology", "apply"), ("governor", "run"), ("--agents", "passthrough,clock")):
         assert re.search(r"-\s+" + r"\s+-\s+".join(map(re.escape, words)), rendered), words

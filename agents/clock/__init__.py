@@ -1,0 +1,1 @@
+"""Clock: turns market event time into the governor's `Clock` heartbeats."""
