@@ -18,8 +18,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from quantum.config import Settings
+
+# Hypothesis profiles for the whole session: `dev` for the quick local loop, `ci` (10x the
+# examples) in .ci/run. No per-example deadline: a loaded CI machine must not fail a
+# property for being slow.
+hypothesis_settings.register_profile(
+    "dev", max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.register_profile(
+    "ci", max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,16 @@
 
 Small symbol sets and small configs make collisions, full books, rotations, expiries
 and late fills common. Profiles: `dev` (default, < 60 s on 2 cores) and `ci` (more
-examples), chosen by the HYPOTHESIS_PROFILE environment variable.
+examples), chosen by the HYPOTHESIS_PROFILE environment variable (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from decimal import Decimal
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.governor.config import GovernorConfig
@@ -34,14 +33,6 @@ from agents.governor.model import (
     SlotRequest,
 )
 from quantum.audit.portfolio import audit_decisions
-
-settings.register_profile(
-    "dev", max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "ci", max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 SYMBOLS = ("A", "B", "C", "D", "E")
 FAR_FUTURE = 10**12
