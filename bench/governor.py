@@ -31,8 +31,8 @@ from pathlib import Path
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as Tp
 
-from agents.governor.codec import decision_from_avro
-from agents.governor.io import DECISION_SCHEMA, CommandSender, committed_offset, end_offset
+from agents.governor.codec import DECISION_SCHEMA, decision_from_avro
+from agents.governor.io import CommandSender, committed_offset, end_offset
 from agents.governor.model import Clock, Side, SlotRequest
 from bench.machine import KAFKA_BROKER, machine
 from quantum.config import Settings

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from agents.clock.core import heartbeat
-from agents.governor.codec import command_to_avro
+from agents.governor.codec import COMMAND_SCHEMA, command_to_avro
 from agents.runtime import AgentContext, guarded_events
 from topologies.declaration import MARKET_TICKS, PORTFOLIO, TOPOLOGY
 
 NAME = "clock"
 TICK_SCHEMA = TOPOLOGY.topic(MARKET_TICKS).schema or ""
-COMMAND_SCHEMA = TOPOLOGY.topic(PORTFOLIO).schema or ""
 
 
 def register(ctx: AgentContext) -> None:

@@ -29,9 +29,10 @@ from agents.governor.model import (
     SlotRequest,
 )
 from quantum.schemas import NAMESPACE, format_decimal, parse_decimal
+from topologies.declaration import PORTFOLIO, PORTFOLIO_DECISIONS, TOPOLOGY
 
-COMMAND_SCHEMA = "portfolio.avsc"
-DECISION_SCHEMA = "portfolio.decisions.avsc"
+COMMAND_SCHEMA = TOPOLOGY.topic(PORTFOLIO).schema or ""
+DECISION_SCHEMA = TOPOLOGY.topic(PORTFOLIO_DECISIONS).schema or ""
 
 _COMMAND_TYPES: dict[str, type] = {
     cls.__name__: cls

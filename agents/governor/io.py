@@ -13,16 +13,36 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka import TopicPartition as Tp
 
-from agents.governor.codec import command_from_avro, command_to_avro, decision_from_avro
+from agents.governor.codec import (
+    COMMAND_SCHEMA,
+    DECISION_SCHEMA,
+    command_from_avro,
+    command_to_avro,
+    decision_from_avro,
+)
 from agents.governor.model import Command, Decision
-from quantum.errors import PoisonRecord
+from quantum.errors import InvalidRecord, PoisonRecord
 from quantum.kafka_util import high_watermarks, read_range
 from quantum.serde import AvroSerde
-from topologies.declaration import PORTFOLIO, PORTFOLIO_DECISIONS, TOPOLOGY
+from quantum.validation import validate
+from topologies.declaration import PORTFOLIO, PORTFOLIO_DECISIONS
 
-COMMAND_SCHEMA = TOPOLOGY.topic(PORTFOLIO).schema or ""
-DECISION_SCHEMA = TOPOLOGY.topic(PORTFOLIO_DECISIONS).schema or ""
 PORTFOLIO_KEY = b"portfolio"
+
+
+def decode_command(serde: AvroSerde, topic: str, data: bytes) -> Command:
+    """The one way a portfolio record becomes a command: decode, validate, convert.
+
+    The governor (live and when it replays the log) and every reader of the log use it,
+    so they agree on which records are commands and which are poison.
+    Raises PoisonRecord; a record the codec cannot convert is INVALID_COMMAND.
+    """
+    value = serde.decode(topic, data, schema_file=COMMAND_SCHEMA)
+    validate(COMMAND_SCHEMA, value)
+    try:
+        return command_from_avro(value)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidRecord("INVALID_COMMAND", f"{type(exc).__name__}: {exc}") from exc
 
 
 class CommandSender:
@@ -115,10 +135,8 @@ def read_commands(
     poison: list[int] = []
     for offset, value in _read_partition(settings, topic, timeout_s=timeout_s):
         try:
-            good.append(
-                (offset, command_from_avro(serde.decode(topic, value, schema_file=COMMAND_SCHEMA)))
-            )
-        except (PoisonRecord, KeyError, ValueError, TypeError):
+            good.append((offset, decode_command(serde, topic, value)))
+        except PoisonRecord:
             poison.append(offset)
     return good, poison
 

@@ -42,19 +42,18 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from agents.governor.codec import command_from_avro, decision_to_avro
+from agents.governor.codec import DECISION_SCHEMA, decision_to_avro
 from agents.governor.core import GovernorCore
+from agents.governor.io import decode_command
 from agents.governor.model import Command, Decision
-from quantum.dlq import dead_letter_value
+from quantum.dlq import DLQ_SCHEMA, dead_letter_value
 from quantum.errors import PoisonRecord
 from quantum.kafka_util import high_watermarks, read_range
 from quantum.serde import AvroSerde
-from quantum.validation import validate
 from topologies.declaration import (
     GOVERNOR_SNAPSHOTS,
     PORTFOLIO,
     PORTFOLIO_DECISIONS,
-    TOPOLOGY,
     dlq_topic,
 )
 
@@ -63,9 +62,6 @@ log = logging.getLogger(__name__)
 AGENT_NAME = "governor"
 SNAPSHOT_KEY = b"governor"
 SNAPSHOT_VERSION = 1
-COMMAND_SCHEMA = TOPOLOGY.topic(PORTFOLIO).schema or ""
-DECISION_SCHEMA = TOPOLOGY.topic(PORTFOLIO_DECISIONS).schema or ""
-DLQ_SCHEMA = "dead_letter.avsc"
 TXN_TIMEOUT_MS = 30_000
 EXIT_FENCED = 3
 SLOW_TRANSACTION_S = 0.05  # logged with its phases: where a latency tail comes from
@@ -278,18 +274,10 @@ class GovernorShell:
             self._produce_decision(decision, msg.offset())
 
     def _decode_or_none(self, msg: Message, *, route_to_dlq: bool = False) -> Command | None:
-        """Decode and validate; a poison command is dead-lettered (in the same transaction)."""
+        """A poison command is dead-lettered (in the same transaction) and yields None."""
         try:
-            value = self.serde.decode(
-                self.portfolio, msg.value() or b"", schema_file=COMMAND_SCHEMA
-            )
-            validate(COMMAND_SCHEMA, value)
-            return command_from_avro(value)
+            return decode_command(self.serde, self.portfolio, msg.value() or b"")
         except PoisonRecord as exc:
-            if route_to_dlq:
-                self._produce_dead_letter(msg, exc)
-            return None
-        except (KeyError, ValueError, TypeError) as exc:  # codec-level surprises are poison too
             if route_to_dlq:
                 self._produce_dead_letter(msg, exc)
             return None

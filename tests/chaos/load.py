@@ -22,8 +22,8 @@ from decimal import Decimal
 from confluent_kafka import Consumer, KafkaError
 from confluent_kafka import TopicPartition as Tp
 
-from agents.governor.codec import decision_from_avro
-from agents.governor.io import DECISION_SCHEMA, CommandSender
+from agents.governor.codec import DECISION_SCHEMA, decision_from_avro
+from agents.governor.io import CommandSender
 from agents.governor.model import (
     DecisionKind,
     Regime,

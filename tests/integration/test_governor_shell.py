@@ -10,7 +10,13 @@ from decimal import Decimal
 import pytest
 
 from agents.governor.codec import command_to_avro
-from agents.governor.io import CommandSender, committed_offset, end_offset, read_decisions
+from agents.governor.io import (
+    CommandSender,
+    committed_offset,
+    end_offset,
+    read_commands,
+    read_decisions,
+)
 from agents.governor.model import (
     Clock,
     DecisionKind,
@@ -101,6 +107,8 @@ def test_decisions_poison_and_restore(gov_settings: Settings) -> None:
     assert letters[0].value["error_class"] == "DecodeError"
     assert "notional" in letters[1].value["error_message"]
     assert committed_offset(s) == 7
+    # Readers of the log call the same records poison as the governor did.
+    assert read_commands(s, serde=serde)[1] == [5, 6]
 
     # A new instance rebuilds the same state from snapshot + committed log.
     sender.send(_req("i1", "BTCUSDT"))  # duplicate: no new decision
