@@ -20,14 +20,14 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from agents.governor.io import CommandSender, committed_offset, end_offset, read_decisions
 from agents.governor.model import Clock, Regime, SetRegime, Side, SlotFilled, SlotRequest
 from quantum.audit.portfolio import audit_decisions
 from quantum.cli import CliError
 from quantum.config import Settings
-from quantum.kafka_util import high_watermarks
+from quantum.kafka_util import end_offsets
 from quantum.marketdata import sample_klines
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology
@@ -48,13 +48,7 @@ def _stage(title: str) -> None:
 
 
 def _count(settings: Settings, logical: str) -> int:
-    topic = settings.topic(logical)
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "qt-demo"})
-    try:
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-    finally:
-        consumer.close()
-    return sum(high_watermarks(settings.kafka.bootstrap, topic, partitions, 10).values())
+    return sum(end_offsets(settings.kafka.bootstrap, settings.topic(logical), 10).values())
 
 
 def _wait_for(predicate, timeout_s: float, what: str) -> None:

@@ -10,7 +10,7 @@ from confluent_kafka import Consumer
 from quantum.cli import CliError
 from quantum.config import Settings
 from quantum.dlq import read_dead_letters, replay
-from quantum.kafka_util import high_watermarks
+from quantum.kafka_util import end_offsets
 from topologies.declaration import DLQ_SUFFIX
 
 
@@ -54,10 +54,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         topics = consumer.list_topics(timeout=30).topics
         prefix = settings.kafka.topic_prefix
         for name in sorted(t for t in topics if t.endswith(DLQ_SUFFIX) and t.startswith(prefix)):
-            ends = high_watermarks(
-                settings.kafka.bootstrap, name, list(topics[name].partitions), 10
-            )
-            total = sum(ends.values())
+            total = sum(end_offsets(settings.kafka.bootstrap, name, 10).values())
             print(f"{name:<50} {total:>8} records")
     finally:
         consumer.close()

@@ -33,6 +33,18 @@ def high_watermarks(
         probe.close()
 
 
+def end_offsets(bootstrap: str, topic: str, timeout_s: float) -> dict[int, int]:
+    """High watermark of every partition of `topic`; ValueError if there is no such topic."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "quantum-watermarks"})
+    try:
+        meta = probe.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    finally:
+        probe.close()
+    if meta is None or meta.error is not None:
+        raise ValueError(f"topic {topic!r} does not exist")
+    return high_watermarks(bootstrap, topic, list(meta.partitions), timeout_s)
+
+
 def _high_watermark(probe: Consumer, tp: Tp, deadline: float) -> int:
     """Retries what a young topic answers while its leader settles (not leader, unknown)."""
     while True:
@@ -84,11 +96,7 @@ def read_range(
     )
     try:
         if ranges is None:
-            meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-            if meta is None or meta.error is not None:
-                raise ValueError(f"topic {topic!r} does not exist")
-            ends = high_watermarks(bootstrap, topic, list(meta.partitions), timeout_s)
-            ranges = {p: (0, end) for p, end in ends.items()}
+            ranges = {p: (0, end) for p, end in end_offsets(bootstrap, topic, timeout_s).items()}
         pending = {p: end for p, (start, end) in ranges.items() if end > start}
         if not pending:
             return
