@@ -43,7 +43,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,19 +53,10 @@ from confluent_kafka import TopicPartition as Tp
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.machine import KAFKA_BROKER, machine
+from quantum.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Poll `predicate` until true; raise on the deadline. Returns the seconds waited."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 class Offsets:
@@ -272,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             worker = workers[-1]
             before = offsets.committed()
             # Kill only a worker that is demonstrably relaying: its committed offset moved.
-            waited = wait_for(
+            waited = wait_until(
                 lambda b=before, w=worker: offsets.committed() > b or not w.alive(),
                 args.progress_timeout,
                 f"worker {k} to commit progress",
@@ -299,7 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if feeder.error or feeder.is_alive():
             raise RuntimeError(f"feeder failed: {feeder.error or 'still running'}")
         end = offsets.end()
-        drained = wait_for(
+        drained = wait_until(
             lambda: offsets.committed() >= end or not workers[-1].alive(),
             args.drain_timeout,
             "the last worker to commit the input's end offsets",

@@ -36,6 +36,7 @@ from agents.governor.io import CommandSender, committed_offset, end_offset
 from agents.governor.model import Clock, Side, SlotRequest
 from bench.machine import KAFKA_BROKER, machine
 from quantum.config import Settings
+from quantum.polling import wait_until
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology
 from topologies.declaration import PORTFOLIO_DECISIONS
@@ -102,14 +103,6 @@ class DecisionWatcher(threading.Thread):
         self.consumer.close()
 
 
-def _wait(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.01)
-
-
 def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> dict[str, object]:
     settings = base.with_prefix(f"bench-{uuid.uuid4().hex[:8]}.")
     assert apply_topology(settings).ok
@@ -130,7 +123,7 @@ def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> d
         sender = CommandSender(settings, serde=serde, linger_ms=1)
         sender.send(Clock("warm-up", _now_ms()))
         sender.flush()
-        _wait(lambda: committed_offset(settings) >= 1, 90, "governor did not start")
+        wait_until(lambda: committed_offset(settings) >= 1, 90, "the governor", poll_s=0.01)
 
         rng = random.Random(batch)
         requests = [_request(i, rng, 60) for i in range(n_throughput)]
@@ -139,7 +132,9 @@ def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> d
             sender.send(r)
         sender.flush()
         target = end_offset(settings)
-        _wait(lambda: committed_offset(settings) >= target, 600, "throughput run did not finish")
+        wait_until(
+            lambda: committed_offset(settings) >= target, 600, "the throughput run", poll_s=0.01
+        )
         elapsed = time.perf_counter() - started
         throughput = n_throughput / elapsed
 
@@ -162,7 +157,9 @@ def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> d
             sender.producer.poll(0)
             next_at += interval
         sender.flush()
-        _wait(lambda: all(k in watcher.seen for k in sent), 300, "latency run did not finish")
+        wait_until(
+            lambda: all(k in watcher.seen for k in sent), 300, "the latency run", poll_s=0.01
+        )
         watcher.stop.set()
         watcher.join(10)
         lat_ms = sorted((watcher.seen[k] - t) * 1000 for k, t in sent.items())

@@ -29,6 +29,7 @@ from quantum.cli import CliError
 from quantum.config import Settings
 from quantum.kafka_util import end_offsets
 from quantum.marketdata import sample_klines
+from quantum.polling import wait_until
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology
 from topologies.declaration import MARKET_TICKS, PASSTHROUGH_OUT, TOPOLOGY, dlq_topic
@@ -49,14 +50,6 @@ def _stage(title: str) -> None:
 
 def _count(settings: Settings, logical: str) -> int:
     return sum(end_offsets(settings.kafka.bootstrap, settings.topic(logical), 10).values())
-
-
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise CliError(f"demo: timed out waiting for {what}")
-        time.sleep(0.2)  # polling a condition with a deadline
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,8 +86,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         _stage("pass-through agent: sample klines + 2 poison records")
         procs.append(_spawn(["worker", "--agents", "passthrough"], env))
         n = _produce_ticks(settings)
-        _wait_for(lambda: _count(settings, PASSTHROUGH_OUT) >= n, args.timeout, "relayed ticks")
-        _wait_for(
+        wait_until(lambda: _count(settings, PASSTHROUGH_OUT) >= n, args.timeout, "relayed ticks")
+        wait_until(
             lambda: _count(settings, dlq_topic(MARKET_TICKS)) >= 2, args.timeout, "dead letters"
         )
         print(
@@ -108,7 +101,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         procs.append(_spawn(["governor", "run"], env))
         _audit_scenario(settings)
         target = end_offset(settings)
-        _wait_for(lambda: committed_offset(settings) >= target, args.timeout, "governor")
+        wait_until(lambda: committed_offset(settings) >= target, args.timeout, "governor")
         logged = read_decisions(settings)
         audit = audit_decisions((d.offset, d.decision) for d in logged)
         print(audit.render())
@@ -116,6 +109,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         _stage("the audit's race, simulated on one event sequence (docs/audit-race.md)")
         _race_comparison()
         return 0 if audit.ok else 1
+    except TimeoutError as exc:
+        raise CliError(f"demo: {exc}") from exc
     finally:
         for proc in procs:
             proc.terminate()

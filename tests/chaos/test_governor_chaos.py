@@ -30,6 +30,7 @@ from agents.governor.model import Clock, SlotRequest
 from agents.governor.shell import EXIT_FENCED
 from quantum.audit.portfolio import audit_decisions
 from quantum.config import Settings
+from quantum.polling import wait_until
 from topologies.apply import apply_topology
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -68,15 +69,17 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def _wait_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
     """Poll until the governor's committed offset reaches the portfolio's end."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if committed_offset(settings) >= end_offset(settings):
-            return
-        time.sleep(0.2)  # polling a condition with a deadline
-    raise AssertionError(
-        f"governor did not catch up: committed {committed_offset(settings)} "
-        f"< end {end_offset(settings)}"
-    )
+    try:
+        wait_until(
+            lambda: committed_offset(settings) >= end_offset(settings),
+            timeout_s,
+            "the governor to catch up",
+            poll_s=0.2,
+        )
+    except TimeoutError as exc:
+        raise AssertionError(
+            f"{exc}: committed {committed_offset(settings)} < end {end_offset(settings)}"
+        ) from exc
 
 
 def test_governor_survives_sigkills_and_a_second_instance(
