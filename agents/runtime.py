@@ -70,10 +70,17 @@ class AgentContext:
     async def send(
         self, logical: str, value: dict[str, Any], *, schema_file: str, key: bytes | None
     ) -> None:
-        """Encode and send, waiting for delivery (so the input offset commits after it)."""
-        topic = self.settings.topic(logical)
+        """Encode and send to a logical topic (this run's prefix added)."""
+        await self._send_to(self.settings.topic(logical), value, schema_file=schema_file, key=key)
+
+    async def _send_to(
+        self, topic: str, value: dict[str, Any], *, schema_file: str, key: bytes | None
+    ) -> None:
+        """Encode and send to a physical topic, waiting for delivery, so the input
+        offset can only be committed after the output (or dead letter) is written."""
         data = self.serde.encode(topic, value, schema_file=schema_file)
-        pending = await self.raw_topic(logical).send(key=key, value=data)
+        out = self.app.topic(topic, key_serializer="raw", value_serializer="raw")
+        pending = await out.send(key=key, value=data)
         await pending
 
     async def dead_letter(self, event: EventT, exc: BaseException) -> None:
@@ -89,10 +96,7 @@ class AgentContext:
         )
         target = dlq_topic(msg.topic)
         value = dead_letter_value(record, exc, agent=self.name)
-        data = self.serde.encode(target, value, schema_file=DLQ_SCHEMA)
-        topic = self.app.topic(target, key_serializer="raw", value_serializer="raw")
-        pending = await topic.send(key=msg.key, value=data)
-        await pending
+        await self._send_to(target, value, schema_file=DLQ_SCHEMA, key=msg.key)
         self.dead_letters += 1
         log.warning(
             "%s: dead-lettered %s[%d]@%d to %s: %s: %s",
