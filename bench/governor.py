@@ -38,7 +38,7 @@ from bench.machine import KAFKA_BROKER, machine
 from quantum.config import Settings
 from quantum.polling import wait_until
 from quantum.serde import AvroSerde
-from topologies.apply import apply_topology
+from topologies.apply import apply_topology, delete_run_topics
 from topologies.declaration import PORTFOLIO_DECISIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,18 +177,7 @@ def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> d
     finally:
         governor.terminate()
         governor.wait(30)
-        _delete_topics(settings)
-
-
-def _delete_topics(settings: Settings) -> None:
-    """Leave the broker as found: every topic of this case's prefix goes."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
-    prefix = settings.kafka.topic_prefix
-    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-    for future in admin.delete_topics(names, operation_timeout=60).values():
-        future.result()
+        delete_run_topics(settings)
 
 
 def main(argv: list[str] | None = None) -> int:

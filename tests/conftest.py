@@ -11,7 +11,6 @@ Tests keep apart through topic prefixes (`settings` fixture), never through new 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from quantum.config import Settings
+from topologies.apply import delete_run_topics
 
 # Hypothesis profiles for the whole session: `dev` for the quick local loop, `ci` (10x the
 # examples) in .ci/run. No per-example deadline: a loaded CI machine must not fail a
@@ -117,15 +117,4 @@ def settings(broker: BrokerEndpoints, topic_prefix: str) -> Iterator[Settings]:
         registry={"url": broker.registry_url},
     )
     yield s
-    _delete_prefixed_topics(broker.bootstrap, topic_prefix)
-
-
-def _delete_prefixed_topics(bootstrap: str, prefix: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            with contextlib.suppress(Exception):
-                future.result()
+    delete_run_topics(s)

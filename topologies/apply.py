@@ -9,10 +9,9 @@ policy, retention) is reported, and repaired only when asked (`fix_configs`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -22,6 +21,7 @@ from confluent_kafka.admin import (
 )
 
 from quantum.config import Settings
+from quantum.polling import wait_until
 from topologies.declaration import TOPOLOGY, TopicSpec, Topology
 
 ADMIN_TIMEOUT_S = 30.0
@@ -96,13 +96,8 @@ def apply_topology(
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise
                 raced.append(name)  # made by someone else meanwhile: check it like the rest
-    deadline = time.monotonic() + ADMIN_TIMEOUT_S
-    while raced and not all(name in existing for name in raced):
-        # The broker said "exists" before its metadata shows it; wait for the metadata.
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topics {raced} exist but never showed in metadata")
-        time.sleep(0.1)
-        existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+    if missing:
+        existing = _listed_once_visible(admin, missing)
 
     present = [name for name in specs if name in existing and name not in report.created]
     actual_configs = _describe_configs(admin, present)
@@ -125,6 +120,51 @@ def apply_topology(
         if not drifts and name not in report.fixed:
             report.unchanged.append(name)
     return report
+
+
+def delete_run_topics(settings: Settings, *, admin: AdminClient | None = None) -> list[str]:
+    """Delete every topic of this run's prefix, so a test or benchmark leaves nothing behind.
+
+    Refuses an empty prefix (that would be every topic). A topic already gone is fine.
+    """
+    prefix = settings.kafka.topic_prefix
+    if not prefix:
+        raise ValueError("refusing to delete topics without a run prefix")
+    admin = admin or admin_client(settings)
+    names = [t for t in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics if t.startswith(prefix)]
+    if not names:
+        return []
+    futures = admin.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S)
+    for future in futures.values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+    wait_until(
+        lambda: not any(t.startswith(prefix) for t in admin.list_topics(timeout=10).topics),
+        ADMIN_TIMEOUT_S,
+        f"topics of {prefix!r} to leave the metadata",
+    )
+    return names
+
+
+def _listed_once_visible(admin: AdminClient, names: list[str]) -> dict:
+    """The topic metadata, once it lists every one of `names`.
+
+    A broker answers a creation before its metadata lists the topic; right after a batch
+    of creations a fresh client can still be told the topic is not there. Waiting here
+    makes "apply returned" mean "the topics can be seen and used".
+    """
+    listed: dict = {}
+
+    def all_listed() -> bool:
+        nonlocal listed
+        listed = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+        return all(name in listed for name in names)
+
+    wait_until(all_listed, ADMIN_TIMEOUT_S, f"{len(names)} new topics to show in metadata")
+    return listed
 
 
 def _new_topic(name: str, spec: TopicSpec) -> NewTopic:
@@ -157,13 +197,13 @@ def _alter_configs(admin: AdminClient, name: str, spec: TopicSpec) -> None:
     for future in admin.incremental_alter_configs([resource]).values():
         future.result()
     # The change is accepted before every broker's metadata shows it: wait until it does.
-    deadline = time.monotonic() + ADMIN_TIMEOUT_S
-    while any(
-        _describe_configs(admin, [name])[name].get(k) != v for k, v in spec.configs().items()
-    ):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name}: altered configs never became visible")
-        time.sleep(0.1)
+    wait_until(
+        lambda: all(
+            _describe_configs(admin, [name])[name].get(k) == v for k, v in spec.configs().items()
+        ),
+        ADMIN_TIMEOUT_S,
+        f"{name}'s altered configs to become visible",
+    )
 
 
 def render_graph(topology: Topology = TOPOLOGY) -> str:

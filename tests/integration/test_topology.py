@@ -55,3 +55,16 @@ def test_cli_apply_exits_nonzero_on_drift_and_fix_configs_repairs_retention(
     assert cli_main([*env_args, "topology", "apply", "--fix-configs"]) == 0
     assert f"fixed   {name}" in capsys.readouterr().out
     assert not apply_topology(settings).drift
+
+
+def test_delete_run_topics_removes_exactly_this_runs_topics(settings: Settings) -> None:
+    from topologies.apply import delete_run_topics
+
+    assert apply_topology(settings).ok
+    other = settings.with_prefix(settings.kafka.topic_prefix.rstrip(".") + "-other.")
+    assert apply_topology(other).ok
+    deleted = delete_run_topics(settings)
+    assert set(deleted) == {settings.topic(t.name) for t in TOPOLOGY.all_topics()}
+    assert delete_run_topics(other)  # the neighbour's topics were still there
+    with pytest.raises(ValueError, match="without a run prefix"):
+        delete_run_topics(settings.with_prefix(""))
