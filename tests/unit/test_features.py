@@ -42,7 +42,7 @@ def make_bars(n: int, seed: int, symbol: str = "BTCUSDT", *, flat_every: int = 0
             1 - abs(rng.normal(0, 0.003)) * (not (flat_every and i % flat_every == 0))
         )
         v = float(rng.uniform(0, 50)) if i % 7 else 0.0
-        t = 1_700_000_000_000 + i * 60_000
+        t = 1_767_225_600_000 + i * 60_000  # minute-aligned, like real klines
         bars.append(Bar(symbol, t, t + 59_999, o, h, lo, c, v))
         price = c
     return bars
