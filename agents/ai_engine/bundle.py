@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.ai_engine.config import NetConfig
+from agents.ai_engine.config import AIEngineConfig, NetConfig
 from agents.ai_engine.ensemble import Calibrator, calibrator_from
 from agents.ai_engine.models.base import Scaler
 from agents.ai_engine.models.logistic import Logistic
@@ -171,3 +171,28 @@ def load_bundle(
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BundleError(f"{weights_path}: not a dict of tensors")
     return ModelBundle(meta, state)
+
+
+def resolve_weights_path(path: str) -> Path:
+    """An absolute path as is; a relative one in the checkout or the installed share dir."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    from quantum.paths import data_path
+
+    return data_path(*p.parts)
+
+
+def bundle_for(config: AIEngineConfig) -> ModelBundle | None:
+    """What a shell passes to `SignalEngine(config, bundle)`: the weights at
+    `config.weights_path`, checked against the configured features; None when only rule
+    models are configured (they need no weights)."""
+    if not config.needs_bundle:
+        return None
+    from agents.features.config import FEATURE_VERSION
+
+    return load_bundle(
+        resolve_weights_path(config.weights_path),
+        feature_names=config.features.names(),
+        feature_version=FEATURE_VERSION,
+    )

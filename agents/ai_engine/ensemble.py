@@ -143,12 +143,32 @@ class ReliabilityBin:
     observed: float | None
 
 
-def reliability_table(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[ReliabilityBin]:
-    """Equal-width bins over [0, 1] (the last one closed); empty bins have None means."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+def reliability_table(
+    p: np.ndarray, y: np.ndarray, bins: int = 10, *, strategy: str = "uniform"
+) -> list[ReliabilityBin]:
+    """Predicted vs observed frequency of up-moves, per bin of the predicted P(up).
+
+    uniform: equal-width bins over [0, 1] (the last one closed), empty ones included with
+    None means. quantile: bins holding equal numbers of predictions (edges at the deciles
+    for 10), which shows resolution when the predictions sit in a narrow band.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, bins + 1)
+    elif strategy == "quantile":
+        edges = (
+            np.unique(np.quantile(p, np.linspace(0.0, 1.0, bins + 1)))
+            if len(p)
+            else np.array([0.0, 1.0])
+        )
+        if len(edges) < 2:
+            edges = np.array([edges[0], edges[0]])
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    n_bins = len(edges) - 1
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
     out: list[ReliabilityBin] = []
-    for i in range(bins):
+    for i in range(n_bins):
         mask = idx == i
         n = int(mask.sum())
         out.append(

@@ -25,7 +25,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.ai_engine.bundle import ModelBundle, make_bundle, save_bundle
+from agents.ai_engine.bundle import ModelBundle, make_bundle, resolve_weights_path, save_bundle
 from agents.ai_engine.config import AIEngineConfig, TrainConfig
 from agents.ai_engine.core import SignalEngine
 from agents.ai_engine.ensemble import (
@@ -53,7 +53,7 @@ from agents.features.core import Bar, bar_from_kline, compute_batch
 
 @dataclass(frozen=True, slots=True)
 class SymbolBars:
-    """One symbol's time-ordered bars and where they came from."""
+    """One symbol's time-ordered bars; `source` says what kind of data (REPLAY, SAMPLE, ...)."""
 
     symbol: str
     interval: str
@@ -61,31 +61,50 @@ class SymbolBars:
     bars: tuple[Bar, ...]
 
 
-def load_csv_files(paths: Iterable[Path]) -> list[SymbolBars]:
-    """Klines from Binance-format CSV files named `<SYMBOL>-<interval>-*.csv`."""
-    from quantum.marketdata import read_kline_csv
+def load_kline_files(paths: Iterable[Path]) -> list[SymbolBars]:
+    """Klines of Binance archives or CSV files (the market-data kit reads them), by symbol.
 
+    Training data must be clean: a bad row raises (ValueError naming file and line) instead
+    of leaving a silent hole in the series.
+    """
     by_symbol: dict[tuple[str, str], list[Bar]] = {}
-    sources: dict[tuple[str, str], list[str]] = {}
-    for path in sorted(Path(p) for p in paths):
-        parts = path.stem.split("-")
-        if len(parts) < 2:
-            raise ValueError(f"{path}: name must be <SYMBOL>-<interval>-....csv")
-        key = (parts[0].upper(), parts[1])
-        rows = read_kline_csv(path, symbol=key[0], interval=key[1], source="REPLAY")
-        by_symbol.setdefault(key, []).extend(bar_from_kline(r) for r in rows)
-        sources.setdefault(key, []).append(path.name)
+    sources: dict[tuple[str, str], str] = {}
+    for record in _kline_records([Path(p) for p in paths]):
+        bar = bar_from_kline(record)
+        key = (bar.symbol, str(record["interval"]))
+        by_symbol.setdefault(key, []).append(bar)
+        sources[key] = str(record.get("source", ""))
     out = []
     for (symbol, interval), bars in sorted(by_symbol.items()):
         bars.sort(key=lambda b: b.open_time_ms)
-        out.append(SymbolBars(symbol, interval, ",".join(sources[(symbol, interval)]), tuple(bars)))
+        out.append(SymbolBars(symbol, interval, sources[(symbol, interval)], tuple(bars)))
     return out
 
 
-def sample_files() -> list[Path]:
-    from quantum.marketdata import SAMPLE_DIR
+def _kline_records(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    """The market.ticks record of every bar in `paths`."""
+    try:
+        from quantum.marketdata import RowError, replay_files
+    except ImportError:  # the kit before its market-data package: Binance CSVs only
+        from quantum.marketdata import read_kline_csv
 
-    return sorted(SAMPLE_DIR.glob("*.csv"))
+        for path in sorted(paths):
+            symbol, interval = path.stem.split("-")[:2]
+            yield from read_kline_csv(path, symbol=symbol, interval=interval, source="REPLAY")
+        return
+    for item in replay_files(paths):
+        if isinstance(item, RowError):
+            raise ValueError(f"{item.source}:{item.line}: {item.error}")
+        yield item.to_record()
+
+
+def sample_files() -> list[Path]:
+    """The bundled sample's files."""
+    import quantum.marketdata as md
+
+    if hasattr(md, "sample_files"):
+        return list(md.sample_files())
+    return sorted(md.SAMPLE_DIR.glob("*.csv"))
 
 
 # ---- dataset ---------------------------------------------------------------------------
@@ -229,9 +248,14 @@ class TrainResult:
 
 
 def train(
-    data: Sequence[SymbolBars], config: AIEngineConfig, out: Path | None = None
+    data: Sequence[SymbolBars],
+    config: AIEngineConfig,
+    out: Path | None = None,
+    *,
+    files: Sequence[str] = (),
 ) -> TrainResult:
-    """Train on `data`, evaluate on its held-out tail, save to `out` (if given)."""
+    """Train on `data`, evaluate on its held-out tail, save to `out` (if given); `files`
+    names the inputs in the metadata."""
     started = time.perf_counter()
     tc = config.train
     nets = config.nets
@@ -297,6 +321,7 @@ def train(
         "threads": tc.threads,
         "seconds": round(seconds, 3),
         "data": {
+            "files": list(files),
             "symbols": [
                 {
                     "symbol": s.symbol,
@@ -330,8 +355,10 @@ def train(
         "validation_ensemble_raw": metrics(raw_val, va.y),
         "validation_per_model_mean_p": [float(x) for x in per_val.mean(axis=0)],
     }
+    deciles = reliability_table(cal_test, te.y, tc.reliability_bins, strategy="quantile")
     meta["reliability"] = {
         "calibrated": [asdict(r) for r in table],
+        "calibrated_quantile": [asdict(r) for r in deciles],
         "raw": [asdict(r) for r in raw_table],
         "ece_calibrated": expected_calibration_error(table),
         "ece_raw": expected_calibration_error(raw_table),
@@ -367,29 +394,27 @@ def format_report(result: TrainResult) -> str:
         f"reliability (calibrated ensemble, test; ECE {r['reliability']['ece_calibrated']:.4f}, "
         f"raw {r['reliability']['ece_raw']:.4f}):"
     )
-    lines.append(f"  {'bin':<12}{'count':>7}{'predicted':>11}{'observed':>10}")
-    for b in r["reliability"]["calibrated"]:
-        if b["count"]:
-            lines.append(
-                f"  [{b['lo']:.1f}, {b['hi']:.1f}){b['count']:>7}"
-                f"{b['mean_predicted']:>11.3f}{b['observed']:>10.3f}"
-            )
+    for title, key in (
+        ("equal-width bins", "calibrated"),
+        ("quantile bins", "calibrated_quantile"),
+    ):
+        lines.append(f"  {title}:")
+        lines.append(f"  {'bin':<18}{'count':>7}{'predicted':>11}{'observed':>10}")
+        for b in r["reliability"][key]:
+            if b["count"]:
+                lines.append(
+                    f"  [{b['lo']:.3f}, {b['hi']:.3f}]{b['count']:>7}"
+                    f"{b['mean_predicted']:>11.3f}{b['observed']:>10.3f}"
+                )
     return "\n".join(lines)
-
-
-def resolve_weights_path(path: str) -> Path:
-    """An absolute path as is; a relative one in the checkout or the installed share dir."""
-    p = Path(path)
-    if p.is_absolute():
-        return p
-    from quantum.paths import data_path
-
-    return data_path(*p.parts)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data", nargs="+", type=Path, help="kline CSV files <SYMBOL>-<interval>-*.csv"
+        "--data",
+        nargs="+",
+        type=Path,
+        help="kline files: Binance archives (.zip/.csv) or plain CSV",
     )
     parser.add_argument("--sample", action="store_true", help="the bundled sample (the default)")
     parser.add_argument("--out", type=Path, help="bundle directory (default: weights_path)")
@@ -423,7 +448,7 @@ def run(args: argparse.Namespace, config: AIEngineConfig) -> int:
         print(f"quantum train: no such file(s): {', '.join(missing) or '(none)'}", file=sys.stderr)
         return 2
     out = args.out or resolve_weights_path(config.weights_path)
-    result = train(load_csv_files(files), config, out)
+    result = train(load_kline_files(files), config, out, files=[Path(f).name for f in files])
     print(json.dumps(result.report, indent=1) if args.json else format_report(result))
     print(f"weights: {out}")
     return 0

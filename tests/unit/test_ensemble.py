@@ -98,3 +98,16 @@ def test_metrics() -> None:
     assert metrics(np.array([0.5, 0.5, 0.5, 0.5]), y)["auc"] == 0.5  # ties share ranks
     assert metrics(np.array([0.9, 0.8, 0.2, 0.1]), y)["auc"] == 0.0
     assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.8, 0.9])))
+
+
+def test_quantile_reliability_bins_hold_equal_counts() -> None:
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.45, 0.55, 1000)  # a narrow band: one or two uniform bins, ten deciles
+    y = (rng.uniform(size=1000) < p).astype(float)
+    deciles = reliability_table(p, y, 10, strategy="quantile")
+    assert len(deciles) == 10 and all(b.count == 100 for b in deciles)
+    assert deciles[0].lo == p.min() and deciles[-1].hi == p.max()
+    assert sum(b.count for b in reliability_table(p, y, 10) if b.count) == 1000
+    assert len(reliability_table(np.full(5, 0.5), np.ones(5), 10, strategy="quantile")) == 1
+    with pytest.raises(ValueError):
+        reliability_table(p, y, strategy="magic")

@@ -20,7 +20,7 @@ from quantum.errors import InvalidRecord
 from tests.unit.test_features import make_bars
 
 SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT")
-CFG = RegimeConfig(symbols=frozenset(SYMBOLS))
+CFG = RegimeConfig(symbols=frozenset(SYMBOLS), confirm_buckets=5)
 MIN = 60_000
 T0 = 1_767_225_600_000
 
@@ -99,9 +99,9 @@ def test_redeliveries_and_bad_inputs() -> None:
 
 
 def test_too_few_symbols_is_no_market() -> None:
-    cfg = RegimeConfig()  # every symbol seen counts; at least 3
-    rows = [[TREND, TREND] for _ in range(20)]
-    assert feed(RegimeDetector(cfg), market(rows)) == []
+    cfg = RegimeConfig(confirm_buckets=1)  # every symbol seen counts; at least 3 of them
+    assert feed(RegimeDetector(cfg), market([[TREND, TREND]] * 20)) == []
+    assert feed(RegimeDetector(cfg), market([[TREND, TREND, TREND]] * 20)) != []
 
 
 def _interleave(

@@ -4,6 +4,7 @@ other features, and an engine that gives the same votes live (bar by bar) as in 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,9 @@ from agents.ai_engine.bundle import (
     BundleError,
     EnsembleMismatch,
     FeatureMismatch,
+    bundle_for,
     load_bundle,
+    resolve_weights_path,
     save_bundle,
 )
 from agents.ai_engine.config import AIEngineConfig, NetConfig, TrainConfig
@@ -186,3 +189,31 @@ def test_the_command_reads_csv_files_and_writes_the_bundle(
     assert meta["label_horizon"] == 5 and meta["ensemble"]["calibration"]["kind"] == "platt"
     assert [s["bars"] for s in meta["training"]["data"]["symbols"]] == [300, 300, 300]
     assert T.main(["--data", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_the_bundled_default_weights_fit_the_default_engine() -> None:
+    """data/models/default is what `SignalEngine(AIEngineConfig())` runs without training;
+    a change of features or of the default ensemble must come with retrained weights."""
+    config = AIEngineConfig()
+    bundle = bundle_for(config)
+    assert bundle is not None
+    path = resolve_weights_path(config.weights_path)
+    assert sum(f.stat().st_size for f in path.iterdir()) < 1_000_000
+    engine = SignalEngine(config, bundle)  # features, ensemble and calibrator all match
+    assert engine.calibrator.kind == bundle.meta["ensemble"]["calibration"]["kind"]
+    assert bundle.meta["training"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    state = engine.new_state("BTCUSDT")
+    signals = [s for b in make_bars(100, 2) if (s := engine.step(state, kline(b)).signal)]
+    assert len(signals) == 100 - config.features.warmup_bars() + 1
+    assert all(0 <= s.probability <= 1 and len(s.votes) == 5 for s in signals)
+    assert bundle_for(AIEngineConfig(models=("ma_crossover",), weights=(1.0,))) is None
+
+
+def test_training_on_the_bundled_sample() -> None:
+    """The CI-sized run: the whole bundled sample with the default config. Bounded in CPU
+    seconds (not wall seconds, which depend on what else the machine runs)."""
+    started = time.process_time()
+    result = T.train(T.load_kline_files(T.sample_files()), AIEngineConfig())
+    cpu = time.process_time() - started
+    assert result.report["training"]["split"]["test"] > 0
+    assert cpu < 60, f"training took {cpu:.1f} CPU seconds"

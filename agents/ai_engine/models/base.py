@@ -37,13 +37,9 @@ class Model(ABC):
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically safe logistic function."""
-    out = np.empty_like(x, dtype=np.float64)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    e = np.exp(x[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
+    """Logistic function; inputs clipped to +-500 so exp never overflows (one vector pass,
+    cheap on the one-row batches of live inference)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -500.0, 500.0)))
 
 
 def logit(p: np.ndarray, clip: float = 1e-6) -> np.ndarray:
