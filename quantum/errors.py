@@ -48,3 +48,7 @@ class SchemaRegistrationError(RuntimeError):
         super().__init__(f"{subject}: {message}")
         self.subject = subject
         self.status = status
+
+
+class CliError(Exception):
+    """A failure the user can act on: `quantum` prints it as one line and exits 2."""

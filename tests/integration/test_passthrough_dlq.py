@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from quantum.cli import main as cli_main
-from quantum.config import Settings
+from quantum.app.cli import main as cli_main
+from quantum.app.settings import Settings
 from quantum.dlq import REPLAY_HEADER, read_dead_letters
 from quantum.marketdata import sample_klines
 from quantum.serde import AvroSerde

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quantum.config import Settings
+from quantum.app.settings import Settings
 
 
 def test_defaults_are_the_audits_parameters(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,6 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from quantum.errors import DecodeError, EncodeError, PoisonRecord
-from quantum.faust_codec import AvroCodec, codec_name, register_codec
 from quantum.schemas import (
     SCHEMA_DIR,
     format_decimal,
@@ -357,19 +356,3 @@ def test_schema_text_is_stable() -> None:
     for name in schema_files():
         assert schema_text(name) == schema_text(name)
         assert json.loads(schema_text(name)) == load_schema(name)
-
-
-def test_faust_codec_round_trip(serde: AvroSerde) -> None:
-    import faust.serializers.codecs as fc
-
-    codec = AvroCodec(serde, "f.orders", "orders.avsc")
-    value = sample_records()["orders.avsc"]
-    data = codec.dumps(value)
-    assert data[0] == 0
-    assert codec.loads(data) == value
-    assert codec.clone().loads(data) == value  # Faust clones codecs from their kwargs
-    name = register_codec(serde, "f.orders", "orders.avsc")
-    assert name == codec_name("f.orders")
-    assert fc.get_codec(name).loads(data) == value
-    with pytest.raises(DecodeError):
-        codec.loads(b"nope")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agents.registry import REGISTRY
 from topologies.apply import render_graph, render_mermaid
 from topologies.declaration import (
     PORTFOLIO,
@@ -19,7 +20,7 @@ def test_the_portfolio_and_its_decisions_have_exactly_one_partition() -> None:
 
 def test_every_topic_an_agent_reads_has_a_dead_letter_topic() -> None:
     names = {t.name for t in TOPOLOGY.all_topics()}
-    for agent in TOPOLOGY.agents:
+    for agent in REGISTRY:
         for topic in agent.reads:
             assert dlq_topic(topic) in names, f"{agent.name} reads {topic} without a DLQ"
 
@@ -28,7 +29,7 @@ def test_agents_only_name_declared_topics_and_schemas_exist() -> None:
     from quantum.schemas import SCHEMA_DIR
 
     names = {t.name for t in TOPOLOGY.topics}
-    for agent in TOPOLOGY.agents:
+    for agent in REGISTRY:
         assert set(agent.reads) | set(agent.writes) <= names
     for spec in TOPOLOGY.all_topics():
         if spec.schema:
@@ -36,7 +37,8 @@ def test_agents_only_name_declared_topics_and_schemas_exist() -> None:
 
 
 def test_renderings_name_every_agent() -> None:
-    text, mermaid = render_graph(), render_mermaid()
+    agents = tuple(REGISTRY)
+    text, mermaid = render_graph(agents), render_mermaid(agents)
     assert mermaid.startswith("flowchart LR")
-    for agent in TOPOLOGY.agents:
+    for agent in REGISTRY:
         assert agent.name in text and f"a_{agent.name}" in mermaid
