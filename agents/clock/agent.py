@@ -6,8 +6,9 @@ from typing import Any
 
 from agents.clock.config import ClockConfig
 from agents.clock.core import heartbeat
-from agents.governor.codec import COMMAND_SCHEMA, command_to_avro
+from agents.governor.codec import COMMAND_SCHEMA
 from agents.runtime import AgentContext, guarded_events
+from quantum.records import tagged
 from topologies.declaration import MARKET_TICKS, PORTFOLIO, TOPOLOGY
 
 TICK_SCHEMA = TOPOLOGY.topic(MARKET_TICKS).schema or ""
@@ -23,7 +24,7 @@ def register(ctx: AgentContext) -> None:
         partition = event.message.partition
         last[partition], clock = heartbeat(last.get(partition), tick["close_time"], every_ms)
         if clock is not None:
-            command = command_to_avro(clock)
+            command = {"command": tagged(clock)}  # the Clock branch of the command union
             await ctx.send(PORTFOLIO, command, schema_file=COMMAND_SCHEMA, key=b"portfolio")
 
     @ctx.app.agent(source, name=ctx.name)
