@@ -42,3 +42,17 @@ def test_renderings_name_every_agent() -> None:
     assert mermaid.startswith("flowchart LR")
     for agent in REGISTRY:
         assert agent.name in text and f"a_{agent.name}" in mermaid
+
+
+def test_docs_show_the_graph_as_declared() -> None:
+    """docs/topology.md is generated; regenerate it with `quantum topology show [--mermaid]`."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "topology.md").read_text()
+    agents = tuple(REGISTRY)
+    for block, rendered in (("mermaid", render_mermaid(agents)), ("text", render_graph(agents))):
+        start = doc.index(f"```{block}\n") + len(f"```{block}\n")
+        assert doc[start : doc.index("```", start)].strip() == rendered.strip(), (
+            f"docs/topology.md's {block} block is stale: paste `quantum topology show"
+            f"{' --mermaid' if block == 'mermaid' else ''}`"
+        )
