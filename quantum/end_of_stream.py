@@ -167,6 +167,11 @@ class EndOfStreamTracker:
         return all(self.ended(t, p) for t, p in self._owned)
 
     @property
+    def owned(self) -> tuple[tuple[str, int], ...]:
+        """The (topic, partition) inputs this instance waits for."""
+        return self._owned
+
+    @property
     def forwarded(self) -> bool:
         return self._forwarded
 
