@@ -423,53 +423,62 @@ def _resolve_symbol(name: str, *fallbacks: str | None) -> str:
     )
 
 
-def _streams(
+def _stream_items(
     spec: FileSpec,
     file_index: int,
     *,
     source: KlineSource,
     start_ms: int | None,
     end_ms: int | None,
-) -> Iterator[_CsvStream]:
-    """The CSV streams of one file: itself, or each .csv member of a zip (name order)."""
+) -> list[Iterator[_Keyed]]:
+    """One keyed item iterator per CSV text of a file: the file itself, or each .csv member
+    of a zip (name order). Each is in event-time order on its own; members are separate
+    streams of the merge, so a zip holding several symbols' files still merges right."""
     path = spec.path
     file_symbol, file_interval = names_from_filename(path.name)
     common = {"source": source, "start_ms": start_ms, "end_ms": end_ms}
-    if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            members = sorted(n for n in archive.namelist() if n.lower().endswith(".csv"))
-            if not members:
-                raise MarketDataError(f"{path}: the archive holds no .csv file")
-            for offset, member in enumerate(members):
-                m_symbol, m_interval = names_from_filename(member)
-                name = f"{path}!{member}"
-                with (
-                    archive.open(member) as raw,
-                    io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as text,
-                ):
-                    yield _CsvStream(
-                        name,
-                        text,
-                        index=(file_index, offset),
-                        symbol=_resolve_symbol(name, spec.symbol, m_symbol, file_symbol),
-                        interval=spec.interval or m_interval or file_interval,
-                        **common,
-                    )
-    else:
-        with path.open(encoding="utf-8", errors="replace", newline="") as text:
-            yield _CsvStream(
-                str(path),
+    if path.suffix.lower() != ".zip":
+        name = str(path)
+        symbol = _resolve_symbol(name, spec.symbol, file_symbol)
+
+        def plain() -> Iterator[_Keyed]:
+            with path.open(encoding="utf-8", errors="replace", newline="") as text:
+                stream = _CsvStream(
+                    name,
+                    text,
+                    index=(file_index, 0),
+                    symbol=symbol,
+                    interval=spec.interval or file_interval,
+                    **common,  # type: ignore[arg-type]
+                )
+                yield from stream.items()
+
+        return [plain()]
+    with zipfile.ZipFile(path) as archive:
+        members = sorted(n for n in archive.namelist() if n.lower().endswith(".csv"))
+    if not members:
+        raise MarketDataError(f"{path}: the archive holds no .csv file")
+
+    def member_items(offset: int, member: str) -> Iterator[_Keyed]:
+        m_symbol, m_interval = names_from_filename(member)
+        name = f"{path}!{member}"
+        symbol = _resolve_symbol(name, spec.symbol, m_symbol, file_symbol)
+        with (
+            zipfile.ZipFile(path) as archive,
+            archive.open(member) as raw,
+            io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as text,
+        ):
+            stream = _CsvStream(
+                name,
                 text,
-                index=(file_index, 0),
-                symbol=_resolve_symbol(str(path), spec.symbol, file_symbol),
-                interval=spec.interval or file_interval,
-                **common,
+                index=(file_index, offset),
+                symbol=symbol,
+                interval=spec.interval or m_interval or file_interval,
+                **common,  # type: ignore[arg-type]
             )
+            yield from stream.items()
 
-
-def _file_items(spec: FileSpec, file_index: int, **kwargs: object) -> Iterator[_Keyed]:
-    for stream in _streams(spec, file_index, **kwargs):  # type: ignore[arg-type]
-        yield from stream.items()
+    return [member_items(i, m) for i, m in enumerate(members)]
 
 
 def read_klines(
@@ -483,8 +492,9 @@ def read_klines(
 ) -> Iterator[Item]:
     """One file's klines (and row errors) in file order; `start_ms <= open_time < end_ms`."""
     spec = FileSpec(Path(path), symbol, interval)
-    for _, item, _, _ in _file_items(spec, 0, source=source, start_ms=start_ms, end_ms=end_ms):
-        yield item
+    for stream in _stream_items(spec, 0, source=source, start_ms=start_ms, end_ms=end_ms):
+        for _, item, _, _ in stream:
+            yield item
 
 
 def replay_files(
@@ -509,7 +519,7 @@ def replay_files(
             named = spec.symbol or names_from_filename(spec.path.name)[0]
             if named is not None and named not in wanted:
                 continue
-        iterators.append(_file_items(spec, i, source=source, start_ms=start_ms, end_ms=end_ms))
+        iterators.extend(_stream_items(spec, i, source=source, start_ms=start_ms, end_ms=end_ms))
     last_open: dict[tuple[str, str], int] = {}
     for key, item, name, raw in heapq.merge(*iterators, key=lambda keyed: keyed[0]):
         if isinstance(item, RowError):

@@ -362,3 +362,20 @@ def test_reader_rules_agree_with_the_validator(
     except InvalidRecord:
         valid = False
     assert (bar_problem(o, h, low, c, v) is None) == valid
+
+
+def test_a_zip_holding_several_symbols_merges_by_time(tmp_path: Path) -> None:
+    path = _zip(
+        tmp_path / "bundle.zip",
+        {"ETHUSDT-1m-2024-01.csv": [HEADER, *ETH_ROWS], "BTCUSDT-1m-2024-01.csv": BTC_ROWS},
+    )
+    klines = _klines(list(replay_files([path])))
+    assert [(k.symbol, k.open_time) for k in klines] == [
+        ("BTCUSDT", T0),
+        ("ETHUSDT", T0),
+        ("BTCUSDT", T0 + 60_000),
+        ("ETHUSDT", T0 + 60_000),
+        ("BTCUSDT", T0 + 120_000),
+    ]
+    # read on its own, a file comes in file order: member by member
+    assert [k.symbol for k in _klines(list(read_klines(path)))] == ["BTCUSDT"] * 3 + ["ETHUSDT"] * 2
