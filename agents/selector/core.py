@@ -90,6 +90,7 @@ class SelectorCore:
         self._cfg = config
         self._universe = config.universe or None
         self._seen: dict[str, int] = {}  # signal id -> event time (dedup)
+        self._seen_order: deque[tuple[int, str]] = deque()  # (event time, id), arrival order
         self._windows: dict[int, list[Signal]] = {}  # open windows' candidates
         self._reported: dict[int, set[str]] = {}  # symbols that sent a signal per window
         self._closed_below = -1  # windows with index < this are closed (-1: none yet)
@@ -208,6 +209,7 @@ class SelectorCore:
         if signal.signal_id in self._seen:
             return RejectReason.DUPLICATE_SIGNAL
         self._seen[signal.signal_id] = signal.event_time
+        self._seen_order.append((signal.event_time, signal.signal_id))
         if self._universe is not None and signal.symbol not in self._universe:
             return RejectReason.NOT_IN_UNIVERSE
         if signal.confidence < self._cfg.min_confidence:
@@ -346,9 +348,11 @@ class SelectorCore:
     def _expire(self, now: int) -> None:
         """Forget dedup ids and pending intents older than their TTLs (bounded state)."""
         horizon = now - self._cfg.dedup_ttl_ms
-        stale = [sid for sid, t in self._seen.items() if t < horizon]
-        for sid in stale:
-            del self._seen[sid]
+        # Arrival order is event-time order up to a window's spread, so popping from the
+        # front is O(1) per id; an id that arrived out of order lives a little longer.
+        while self._seen_order and self._seen_order[0][0] < horizon:
+            _, sid = self._seen_order.popleft()
+            self._seen.pop(sid, None)
         gone = [s for s, t in self._pending.items() if now >= t + self._cfg.pending_ttl_ms]
         for s in gone:
             del self._pending[s]
@@ -387,6 +391,7 @@ class SelectorCore:
             raise ValueError(f"selector snapshot version {snapshot.get('version')!r} unknown")
         core = cls(config)
         core._seen = {sid: int(t) for sid, t in snapshot["seen"]}
+        core._seen_order = deque((t, sid) for sid, t in core._seen.items())
         core._windows = {
             int(w): [
                 Signal(sid, sym, Direction(d), float(c), int(t), Decimal(p))
