@@ -110,11 +110,6 @@ class Bar:
         if self.atr is not None:
             _non_negative("bar.atr", self.atr)
 
-    @classmethod
-    def point(cls, symbol: str, time_ms: int, price: Decimal) -> Bar:
-        """A single price observation (a mark) as a degenerate bar."""
-        return cls(symbol, time_ms, time_ms, price, price, price, price)
-
 
 @dataclass(frozen=True, slots=True)
 class ExitIntent:

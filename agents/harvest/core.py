@@ -74,10 +74,6 @@ class HarvestState:
     def fired_any(self) -> bool:
         return self.tp_fired > 0 or self.sl_fired > 0 or self.open_qty < self.initial_qty
 
-    def r_of(self, price: Decimal) -> Decimal:
-        """The favourable move from entry to `price` in R."""
-        return sign(self.side) * (price - self.entry) / self.risk
-
     def to_json(self) -> dict[str, Any]:
         return {
             "v": SNAPSHOT_VERSION,

@@ -62,7 +62,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--column", default="r", help="the trades CSV's R column (default: r)")
     p.add_argument("--detail", action="store_true", help="list every simulated exit")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable output")
+    fmt.add_argument("--markdown", action="store_true", help="the table as Markdown (for docs)")
     p.set_defaults(func=run)
 
 
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace, _settings: object = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(render(result, detail=args.detail))
+        print(render(result, detail=args.detail, markdown=args.markdown))
     return 0
 
 
@@ -195,7 +197,10 @@ def _stats_rows(s: dict[str, str | None]) -> list[tuple[str, str]]:
     ]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], markdown: bool = False) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---" + "|--:" * (len(header) - 1) + "|"]
+        return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
 
@@ -208,10 +213,10 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([fmt(header), line, *(fmt(r) for r in rows)])
 
 
-def render(result: dict[str, Any], *, detail: bool = False) -> str:
+def render(result: dict[str, Any], *, detail: bool = False, markdown: bool = False) -> str:
     if result["kind"] in ("win_loss", "trades"):
         title = "trades" if result["kind"] == "trades" else "two-outcome book"
-        return _table(["", title], [list(r) for r in _stats_rows(result["stats"])])
+        return _table(["", title], [list(r) for r in _stats_rows(result["stats"])], markdown)
     pols = result["policies"]
     header = ["", *(p["name"] for p in pols)]
     total = sum(Decimal(s["weight"]) for s in result["scenarios"])
@@ -223,7 +228,7 @@ def render(result: dict[str, Any], *, detail: bool = False) -> str:
     stat_rows = [_stats_rows(p["stats"]) for p in pols]
     for i, (label, _) in enumerate(stat_rows[0]):
         rows.append([label, *(sr[i][1] for sr in stat_rows)])
-    out = [_table(header, rows), ""]
+    out = [_table(header, rows, markdown), ""]
     out += [f"{p['name']}: {p['description']}" for p in pols]
     if detail:
         for p in pols:
