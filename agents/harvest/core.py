@@ -40,6 +40,7 @@ from quantum.errors import InvalidRecord
 
 SNAPSHOT_VERSION = 1
 PROCESSOR = "harvest"
+_ATR_DIGITS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +260,18 @@ def _after_bar(cfg: HarvestConfig, st: HarvestState, bar: Bar) -> HarvestState:
         atr, n = (st.atr * st.atr_n + tr) / (st.atr_n + 1), st.atr_n + 1
     else:
         atr, n = (st.atr * (cfg.atr_period - 1) + tr) / cfg.atr_period, st.atr_n
-    return replace(st, atr=atr, atr_n=n, last_price=bar.close, last_bar_ms=bar.close_time_ms)
+    return replace(
+        st, atr=_round_sig(atr), atr_n=n, last_price=bar.close, last_bar_ms=bar.close_time_ms
+    )
+
+
+def _round_sig(x: Decimal, digits: int = _ATR_DIGITS) -> Decimal:
+    """`x` to `digits` significant digits. A short ATR keeps the state small, and keeps
+    `peak - k * ATR` exact within Decimal's 28 digits, so a long and its mirrored short
+    compute the very same stops."""
+    if x == 0:
+        return x
+    return x.quantize(Decimal(1).scaleb(x.adjusted() - digits + 1))
 
 
 class _Walk:

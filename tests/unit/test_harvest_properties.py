@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import ROUND_DOWN
 from decimal import Decimal as D
 
 from hypothesis import given
@@ -124,7 +125,7 @@ def test_steps_once_in_order_never_skipped_and_quantities_bounded(data) -> None:
             state = HarvestState.from_json(json.loads(json.dumps(state.to_json())))
         else:  # an exit filled elsewhere: the position shrinks
             updated += 1
-            new_q = open_qty - (open_qty * s.cut).quantize(D("0.001"))
+            new_q = open_qty - (open_qty * s.cut).quantize(D("0.001"), rounding=ROUND_DOWN)
             new_state, _ = on_position(cfg, state, _position(side, qty, step, updated, new_q))
             assert new_state is not None
             state, open_qty = new_state, new_q
