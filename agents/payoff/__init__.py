@@ -1,0 +1,1 @@
+"""Payoff analyser: exit ladders compared in R (expectancy, profit factor, breakeven win rate)."""
