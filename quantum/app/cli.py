@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "quantum.dlq_cli",
     "quantum.app.worker",
     "quantum.marketdata.cli",
+    "agents.harvest.payoff_cli",
     *(spec.commands for spec in REGISTRY if spec.commands),
     "quantum.app.demo",
 )

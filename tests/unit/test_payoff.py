@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from agents.harvest import payoff_cli as cli
 from agents.harvest.config import HarvestConfig
-from agents.payoff import cli
-from agents.payoff.core import (
+from agents.harvest.payoff import (
     AUDIT_MIX,
     PRESETS,
     Policy,
@@ -209,7 +209,7 @@ def test_cli_trades_and_win_loss(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_cli_errors_are_user_errors() -> None:
-    from quantum.cli import CliError
+    from quantum.errors import CliError
 
     with pytest.raises(CliError):
         cli.run(_args("--policy", "nope"))

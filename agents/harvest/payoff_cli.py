@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-from agents.payoff.core import (
+from agents.harvest.payoff import (
     AUDIT_MIX,
     DEFAULT_POLICIES,
     PRESETS,
@@ -69,7 +69,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, _settings: object = None) -> int:
-    from quantum.cli import CliError
+    from quantum.errors import CliError
 
     try:
         result = analyse(args)
@@ -243,7 +243,7 @@ def render(result: dict[str, Any], *, detail: bool = False, markdown: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m agents.payoff.cli ...`) until the CLI wires it."""
+    """Standalone entry (`python -m agents.harvest.payoff_cli ...`) until the CLI wires it."""
     parser = argparse.ArgumentParser(prog="quantum")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

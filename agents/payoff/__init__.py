@@ -1,1 +1,0 @@
-"""Payoff analyser: exit ladders compared in R (expectancy, profit factor, breakeven win rate)."""
