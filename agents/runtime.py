@@ -45,6 +45,7 @@ def create_app(settings: RuntimeSettings, *, app_id: str = "quantum-trader") -> 
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         producer_acks=-1,
+        broker_commit_interval=settings.kafka.commit_interval_s,
     )
 
 

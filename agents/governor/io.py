@@ -164,3 +164,8 @@ def committed_offset(settings: GovernorSettings, group_id: str | None = None) ->
 
 def end_offset(settings: RuntimeSettings, logical_topic: str = PORTFOLIO) -> int:
     return high_watermarks(settings.kafka.bootstrap, settings.topic(logical_topic), [0], 30)[0]
+
+
+def governor_group_id(settings) -> str:
+    """The consumer group whose committed offset marks the governor's decided prefix."""
+    return settings.governor_shell.group_id

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "quantum.marketdata.cli",
     "agents.harvest.payoff_cli",
     *(spec.commands for spec in REGISTRY if spec.commands),
+    "quantum.app.backtest.cli",
     "quantum.app.demo",
 )
 

@@ -19,6 +19,8 @@ from quantum.errors import CliError
 
 log = logging.getLogger(__name__)
 
+APP_ID = "quantum-trader"
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     listing = "\n".join(
@@ -34,6 +36,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--agents",
         required=True,
         help=f"comma-separated, of: {', '.join(REGISTRY.names())}",
+    )
+    worker.add_argument(
+        "--group",
+        default=APP_ID,
+        help="Faust app id (the consumer group, after the topic prefix); workers that run "
+        f"different agents side by side need different ones (default {APP_ID})",
     )
     worker.set_defaults(func=_worker)
 
@@ -58,7 +66,7 @@ def _worker(args: argparse.Namespace, settings: Any) -> int:
     from agents.runtime import AgentContext, create_app
     from quantum.serde import AvroSerde
 
-    app = create_app(settings)
+    app = create_app(settings, app_id=args.group)
     serde = AvroSerde.from_settings(settings)
     for spec in faust_specs:
         ctx = AgentContext(
