@@ -1,0 +1,336 @@
+"""The exchange's vocabulary: sides and order types, the bar it steps on, and the paper
+exchange's commands (imperative) and events (past tense).
+
+Every event carries the event time it happened at (bar open for fills at the open, bar close
+for fills inside the bar, the command's time for accept/reject), so a replay reproduces it.
+Money, prices and quantities are exact `Decimal`s; `to_dict` gives a JSON-safe dict with
+decimal strings for records and snapshots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from quantum.errors import InvalidRecord
+
+
+class PositionSide(StrEnum):
+    LONG = "LONG"
+    SHORT = "SHORT"
+
+    @property
+    def sign(self) -> int:
+        """+1 long, -1 short: the `side` of Binance's formulas."""
+        return 1 if self is PositionSide.LONG else -1
+
+    @property
+    def opening_order_side(self) -> OrderSide:
+        return OrderSide.BUY if self is PositionSide.LONG else OrderSide.SELL
+
+    @property
+    def closing_order_side(self) -> OrderSide:
+        return OrderSide.SELL if self is PositionSide.LONG else OrderSide.BUY
+
+
+class OrderSide(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is OrderSide.BUY else -1
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"  # GTC; fills at its price inside a bar (maker) or at the open (taker)
+    STOP_MARKET = "STOP_MARKET"  # conditional: a market order once the trigger is reached
+    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
+
+    @property
+    def is_conditional(self) -> bool:
+        return self in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
+
+    @property
+    def is_market(self) -> bool:
+        """Executes as a market order (MARKET_LOT_SIZE applies)."""
+        return self is not OrderType.LIMIT
+
+
+class CancelReason(StrEnum):
+    CANCELED_BY_CLIENT = "CANCELED_BY_CLIENT"  # a CancelOrder command
+    POSITION_CLOSED = "POSITION_CLOSED"  # reduce-only order left over when its position closed
+    ENTRY_NOT_FILLED = "ENTRY_NOT_FILLED"  # reduce-only order whose pending entry never filled
+
+
+def to_decimal(value: Any, name: str) -> Decimal:
+    """Parse a decimal string (or int/Decimal) strictly: finite, no floats."""
+    if isinstance(value, bool | float):
+        raise InvalidRecord("INVALID_VALUE", f"{name}: {value!r} must be a decimal string")
+    try:
+        result = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError) as exc:
+        raise InvalidRecord("INVALID_VALUE", f"{name}: {value!r} is not a decimal") from exc
+    if not result.is_finite():
+        raise InvalidRecord("INVALID_VALUE", f"{name}: {value!r} is not finite")
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Kline:
+    """One closed bar of a symbol (schemas/market.ticks.avsc without the bookkeeping fields)."""
+
+    symbol: str
+    open_time: int
+    close_time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+
+    def __post_init__(self) -> None:
+        prices = (self.open, self.high, self.low, self.close)
+        if any(p <= 0 for p in prices):
+            raise InvalidRecord("INVALID_VALUE", f"{self.symbol}@{self.open_time}: price <= 0")
+        if self.high < max(self.open, self.close) or self.low > min(self.open, self.close):
+            raise InvalidRecord(
+                "INVALID_VALUE", f"{self.symbol}@{self.open_time}: high/low do not bound open/close"
+            )
+        if self.close_time < self.open_time:
+            raise InvalidRecord("INVALID_VALUE", f"{self.symbol}@{self.open_time}: close < open")
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Kline:
+        """From a decoded `Kline` Avro record (decimal strings)."""
+        return cls(
+            symbol=str(record["symbol"]),
+            open_time=int(record["open_time"]),
+            close_time=int(record["close_time"]),
+            open=to_decimal(record["open"], "open"),
+            high=to_decimal(record["high"], "high"),
+            low=to_decimal(record["low"], "low"),
+            close=to_decimal(record["close"], "close"),
+        )
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """New order. `trigger_price` for STOP_MARKET/TAKE_PROFIT_MARKET, `price` for LIMIT."""
+
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    quantity: Decimal
+    event_time_ms: int
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    client_order_id: str
+    symbol: str
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetLeverage:
+    """Binance's per-symbol leverage (POST /fapi/v1/leverage); used by the next entries."""
+
+    symbol: str
+    leverage: int
+    event_time_ms: int
+
+
+Command = PlaceOrder | CancelOrder | SetLeverage
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+class _Event:
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: decimals as strings, enums as their values, plus the event type."""
+        out: dict[str, Any] = {"type": type(self).__name__}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if isinstance(value, Decimal):
+                value = str(value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            out[field.name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted(_Event):
+    client_order_id: str
+    order_id: int
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None
+    trigger_price: Decimal | None
+    reduce_only: bool
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected(_Event):
+    """Refused at submission; nothing changed. `reason` is an `exchange.rules.RejectReason`."""
+
+    client_order_id: str
+    symbol: str
+    reason: str
+    detail: str
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled(_Event):
+    """A (full) fill. `realized_pnl` excludes the fee; the position fields are after the fill
+    (`position_quantity` signed: + long, - short, 0 flat)."""
+
+    client_order_id: str
+    order_id: int
+    trade_id: int
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    realized_pnl: Decimal
+    maker: bool
+    reduce_only: bool
+    position_quantity: Decimal
+    position_entry_price: Decimal | None
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled(_Event):
+    client_order_id: str
+    order_id: int
+    symbol: str
+    reason: CancelReason
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExpired(_Event):
+    """An accepted order that could not execute when its time came (e.g. a reduce-only
+    order with no position left, an entry without enough margin at the fill price)."""
+
+    client_order_id: str
+    order_id: int
+    symbol: str
+    reason: str
+    detail: str
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeverageChanged(_Event):
+    symbol: str
+    leverage: int
+    max_notional: Decimal
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeverageRejected(_Event):
+    symbol: str
+    leverage: int
+    reason: str
+    detail: str
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidated(_Event):
+    """The exchange closed an isolated position at its liquidation price (or the open of a
+    bar that gapped through it). The trader loses exactly the isolated margin:
+    `realized_pnl` is the price PnL of the close and `insurance_fee` the rest of the margin
+    taken by the insurance fund (negative when the fund covered a loss beyond the margin)."""
+
+    symbol: str
+    side: PositionSide
+    quantity: Decimal
+    price: Decimal
+    liquidation_price: Decimal
+    realized_pnl: Decimal
+    insurance_fee: Decimal
+    margin_lost: Decimal
+    trade_id: int
+    event_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPaid(_Event):
+    """Funding settled on a position: `amount` < 0 paid, > 0 received (quote asset)."""
+
+    symbol: str
+    funding_rate: Decimal
+    mark_price: Decimal
+    amount: Decimal
+    funding_time_ms: int
+    event_time_ms: int
+
+
+Event = (
+    OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCanceled
+    | OrderExpired
+    | LeverageChanged
+    | LeverageRejected
+    | Liquidated
+    | FundingPaid
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    """A position as the exchange sees it (isolated margin, one-way mode)."""
+
+    symbol: str
+    side: PositionSide
+    quantity: Decimal
+    entry_price: Decimal
+    leverage: int
+    isolated_margin: Decimal
+    liquidation_price: Decimal | None
+    mark_price: Decimal
+    unrealized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """An accepted order still waiting (a MARKET order until the next bar's open)."""
+
+    client_order_id: str
+    order_id: int
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None
+    trigger_price: Decimal | None
+    reduce_only: bool
+    leverage: int
+    submitted_ms: int
