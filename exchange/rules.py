@@ -42,12 +42,12 @@ class RejectReason(StrEnum):
     UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"  # no rules for the symbol (-1121)
     SYMBOL_NOT_TRADING = "SYMBOL_NOT_TRADING"  # exchangeInfo status is not TRADING
     NON_POSITIVE_QUANTITY = "NON_POSITIVE_QUANTITY"  # quantity <= 0 (-4003)
-    QTY_PRECISION_EXCEEDED = "QTY_PRECISION_EXCEEDED"  # more decimals than the step (-1111)
+    QTY_PRECISION_EXCEEDED = "QTY_PRECISION_EXCEEDED"  # > quantityPrecision decimals (-1111)
     QTY_NOT_STEP_MULTIPLE = "QTY_NOT_STEP_MULTIPLE"  # not a multiple of stepSize (-4023)
     BELOW_MIN_QTY = "BELOW_MIN_QTY"  # under LOT_SIZE / MARKET_LOT_SIZE minQty
     ABOVE_MAX_QTY = "ABOVE_MAX_QTY"  # over LOT_SIZE / MARKET_LOT_SIZE maxQty
     NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"  # price or trigger <= 0
-    PRICE_PRECISION_EXCEEDED = "PRICE_PRECISION_EXCEEDED"  # more decimals than the tick (-1111)
+    PRICE_PRECISION_EXCEEDED = "PRICE_PRECISION_EXCEEDED"  # > pricePrecision decimals (-1111)
     PRICE_NOT_TICK_MULTIPLE = "PRICE_NOT_TICK_MULTIPLE"  # not a multiple of tickSize (-4014)
     PRICE_BELOW_MIN = "PRICE_BELOW_MIN"  # under PRICE_FILTER minPrice
     PRICE_ABOVE_MAX = "PRICE_ABOVE_MAX"  # over PRICE_FILTER maxPrice
@@ -189,10 +189,10 @@ class SymbolRules:
         name = "MARKET_LOT_SIZE" if order_type.is_market else "LOT_SIZE"
         if quantity <= ZERO:
             return Violation(RejectReason.NON_POSITIVE_QUANTITY, f"quantity {quantity} <= 0")
-        if _decimals(quantity) > _decimals(lot.step):
+        if _decimals(quantity) > self.quantity_precision:
             return Violation(
                 RejectReason.QTY_PRECISION_EXCEEDED,
-                f"quantity {quantity} has more decimals than {name} step {lot.step}",
+                f"quantity {quantity} has more than {self.quantity_precision} decimals",
             )
         if quantity % lot.step != ZERO:
             return Violation(
@@ -214,10 +214,10 @@ class SymbolRules:
         pf = self.price_filter
         if price <= ZERO:
             return Violation(RejectReason.NON_POSITIVE_PRICE, f"{what} {price} <= 0")
-        if _decimals(price) > _decimals(pf.tick):
+        if _decimals(price) > self.price_precision:
             return Violation(
                 RejectReason.PRICE_PRECISION_EXCEEDED,
-                f"{what} {price} has more decimals than tickSize {pf.tick}",
+                f"{what} {price} has more than {self.price_precision} decimals",
             )
         if price % pf.tick != ZERO:
             return Violation(
