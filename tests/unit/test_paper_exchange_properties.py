@@ -57,7 +57,7 @@ command_steps = st.tuples(
     st.sampled_from(sorted(START)),
     st.sampled_from(
         ["market", "market", "market", "stop", "stop", "tp", "limit", "cancel", "leverage"]
-    ),  # fmt: skip
+    ),
     st.sampled_from([OrderSide.BUY, OrderSide.SELL]),
     st.integers(0, 3),  # quantity index
     st.integers(-500, 500),  # trigger / limit offset from the last price, bp
@@ -129,7 +129,7 @@ def build(steps) -> list:
                     price=level if order_type is OrderType.LIMIT else None,
                     trigger_price=level if order_type.is_conditional else None,
                     reduce_only=reduce,
-                )  # fmt: skip
+                )
             )
     return items
 
