@@ -471,8 +471,10 @@ class PaperExchange:
             if not trigger.fires_at(current):
                 current = trigger.level
             if order is None:
+                # at its price when reached inside the bar; at the current price when the price
+                # already stands beyond it (funding moved it, a fill reached it)
                 self._liquidate(
-                    symbol, gap_fill if gap_fill is not None else trigger.level, time_ms, events
+                    symbol, gap_fill if gap_fill is not None else current, time_ms, events
                 )
             else:
                 self._execute(order, current, time_ms, events, gap_fill=gap_fill)
@@ -484,10 +486,7 @@ class PaperExchange:
         pos = self._positions.get(symbol)
         if pos is not None:
             lp = self._liquidation_price(pos)
-            beyond = lp is not None and (
-                open_ <= lp if pos.side is PositionSide.LONG else open_ >= lp
-            )
-            if beyond:
+            if lp is not None and (open_ == lp or self._beyond(pos, open_, lp)):
                 self._liquidate(symbol, open_, time_ms, events)
         self._walk(symbol, previous, open_, time_ms, events, gap_fill=open_)
 
@@ -551,13 +550,25 @@ class PaperExchange:
                 )
                 return
             lp = self._liquidation_price(pos)
-            if lp is not None and (price <= lp if pos.side is PositionSide.LONG else price >= lp):
-                # the fill would lie beyond the liquidation price: the liquidation comes first
-                self._liquidate(symbol, gap_fill if gap_fill is not None else lp, time_ms, events)
+            if lp is not None and self._beyond(pos, price, lp):
+                # the fill would lie beyond the liquidation price: the liquidation comes first,
+                # at that price (or where the price already is, if beyond it)
+                if gap_fill is not None:
+                    at = gap_fill
+                elif self._beyond(pos, level, lp):
+                    at = level
+                else:
+                    at = lp
+                self._liquidate(symbol, at, time_ms, events)
                 return
             self._close(order, pos, price, maker, time_ms, events)
             return
         self._open(order, rules, price, maker, time_ms, events)
+
+    @staticmethod
+    def _beyond(pos: _Position, price: Decimal, liquidation: Decimal) -> bool:
+        """`price` is past the liquidation price, on the position's losing side."""
+        return price < liquidation if pos.side is PositionSide.LONG else price > liquidation
 
     def _slipped(self, side: OrderSide, level: Decimal, rules: SymbolRules) -> Decimal:
         slip = self._cfg.stop_slippage_bps / BPS

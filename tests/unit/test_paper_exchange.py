@@ -380,3 +380,21 @@ def test_events_serialise_to_json_safe_dicts():
     assert record["type"] == "OrderFilled" and record["price"] == "60000.00"
     assert record["side"] == "BUY"
     json.dumps(record)
+
+
+def test_no_fill_beyond_the_liquidation_price_even_with_stop_slippage():
+    for slippage, expected in ((D(0), OrderFilled), (D(50), Liquidated)):
+        config = NO_COSTS.model_copy(update={"stop_slippage_bps": slippage})
+        ex = long_with_brackets(config, leverage=30, qty="0.100")
+        ex.on_bar(bar(1, 60000, 60000, 60000, 60000))
+        lp = ex.position("BTCUSDT").liquidation_price
+        stop = RULES["BTCUSDT"].round_trigger(lp, PositionSide.LONG, STOP)  # just above the LP
+        ex.place_order(order("sl", SELL, STOP, "0.100", 2 * MINUTE - 1, trigger=str(stop),
+                             reduce=True))  # fmt: skip
+        events = ex.on_bar(bar(2, 60000, 60000, 58000, 58100))
+        outcome = [e for e in events if isinstance(e, OrderFilled | Liquidated)]
+        assert [type(e) for e in outcome] == [expected]
+        if expected is OrderFilled:
+            assert outcome[0].price == stop >= lp
+        else:
+            assert outcome[0].price == lp  # a 50 bp slipped stop fill would lie beyond it
