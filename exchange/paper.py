@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from exchange.config import IntrabarPath, PaperExchangeConfig
 from exchange.margin import initial_margin, isolated_liquidation_price, unrealized_pnl
@@ -88,8 +88,7 @@ class _Kind(IntEnum):
     ENTRY = 2
 
 
-@dataclass(frozen=True, slots=True)
-class _Trigger:
+class _Trigger(NamedTuple):  # a NamedTuple: built several times per bar, so kept cheap
     level: Decimal
     down: bool  # fires when price <= level (else when price >= level)
     kind: _Kind
@@ -127,6 +126,8 @@ class PaperExchange:
         self._last_bar_open: dict[str, int] = {}
         self._next_order_id = 1
         self._next_trade_id = 1
+        # derived, not state: the last liquidation price computed per symbol and its inputs
+        self._lp_cache: dict[str, tuple[tuple[Any, ...], Decimal | None]] = {}
 
     # --- queries --------------------------------------------------------------------------
 
@@ -411,10 +412,17 @@ class PaperExchange:
     # --- execution ------------------------------------------------------------------------
 
     def _liquidation_price(self, pos: _Position) -> Decimal | None:
+        """The position's isolated liquidation price, recomputed only when it changed."""
+        key = (pos.side, pos.quantity, pos.entry_price, pos.isolated_margin)
+        cached = self._lp_cache.get(pos.symbol)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         table = self._rules[pos.symbol].brackets
-        return isolated_liquidation_price(
+        lp = isolated_liquidation_price(
             pos.side, pos.quantity, pos.entry_price, pos.isolated_margin, table
         )
+        self._lp_cache[pos.symbol] = (key, lp)
+        return lp
 
     def _triggers(self, symbol: str) -> list[tuple[_Trigger, OpenOrder | None]]:
         pos = self._positions.get(symbol)

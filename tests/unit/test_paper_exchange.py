@@ -398,3 +398,42 @@ def test_no_fill_beyond_the_liquidation_price_even_with_stop_slippage():
             assert outcome[0].price == stop >= lp
         else:
             assert outcome[0].price == lp  # a 50 bp slipped stop fill would lie beyond it
+
+
+def _sample_run() -> tuple[list, PaperExchange]:
+    """The bundled sample klines with a fixed toy strategy: enter every 7th bar when flat,
+    alternating sides, with a 0.5 % stop and a 0.8 % take-profit."""
+    from quantum.marketdata import sample_klines
+
+    ex = PaperExchange(RULES, PaperExchangeConfig(funding_rate_8h=D("0.0001")))
+    quantity = {"BTCUSDT": D("0.010"), "ETHUSDT": D("0.100"), "SOLUSDT": D("2")}
+    events: list = []
+    for i, record in enumerate(sample_klines()):
+        k = Kline.from_record(record)
+        events += ex.on_bar(k)
+        if i % 7 or ex.position(k.symbol) or ex.open_orders(k.symbol):
+            continue
+        side = PositionSide.LONG if i % 2 else PositionSide.SHORT
+        rules = RULES[k.symbol]
+        stop = rules.round_trigger(k.close * (1 - side.sign * D("0.005")), side, STOP)
+        target = rules.round_trigger(k.close * (1 + side.sign * D("0.008")), side, TP)
+        q, t, close = quantity[k.symbol], k.close_time, side.closing_order_side
+        events += ex.handle(PlaceOrder(f"e{i}", k.symbol, side.opening_order_side, MARKET, q, t))
+        events += ex.handle(PlaceOrder(f"s{i}", k.symbol, close, STOP, q, t, trigger_price=stop,
+                                       reduce_only=True))  # fmt: skip
+        events += ex.handle(PlaceOrder(f"t{i}", k.symbol, close, TP, q, t, trigger_price=target,
+                                       reduce_only=True))  # fmt: skip
+    return events, ex
+
+
+def test_the_bundled_sample_replays_to_the_same_trades():
+    first, ex = _sample_run()
+    second, _ = _sample_run()
+    assert first == second
+    fills = [e for e in first if isinstance(e, OrderFilled)]
+    assert len(fills) > 20 and not [e for e in first if isinstance(e, OrderRejected)]
+    pnl = sum((f.realized_pnl - f.fee for f in fills), D(0))
+    pnl += sum((e.amount for e in first if isinstance(e, FundingPaid)), D(0))
+    pnl -= sum((e.margin_lost for e in first if isinstance(e, Liquidated)), D(0))
+    margins = sum((p.isolated_margin for p in ex.positions()), D(0))
+    assert ex.cash + margins == D(10000) + pnl
