@@ -437,3 +437,18 @@ def test_the_bundled_sample_replays_to_the_same_trades():
     pnl -= sum((e.margin_lost for e in first if isinstance(e, Liquidated)), D(0))
     margins = sum((p.isolated_margin for p in ex.positions()), D(0))
     assert ex.cash + margins == D(10000) + pnl
+
+
+def test_partial_and_oversized_reduce_only_closes():
+    ex = long_with_brackets()  # 0.100 BTC at 60,000, 10x: margin 600
+    ex.on_bar(bar(1, 60000, 60000, 60000, 60000))
+    ex.place_order(order("p1", SELL, MARKET, "0.040", 2 * MINUTE - 1, reduce=True))
+    part = only(ex.on_bar(bar(2, 60500, 60500, 60500, 60500)), OrderFilled)
+    assert (part.quantity, part.position_quantity, part.realized_pnl) == (
+        D("0.040"), D("0.060"), D(20)
+    )  # fmt: skip
+    assert ex.position("BTCUSDT").isolated_margin == D(360)
+    ex.place_order(order("p2", SELL, MARKET, "1.000", 3 * MINUTE - 1, reduce=True))
+    rest = only(ex.on_bar(bar(3, 59500, 59500, 59500, 59500)), OrderFilled)
+    assert (rest.quantity, rest.position_quantity) == (D("0.060"), D(0))  # clamped to the size
+    assert ex.cash == D(10000) + D(20) + D("0.060") * D(-500)
