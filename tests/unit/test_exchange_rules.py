@@ -25,6 +25,7 @@ SAMPLE_SYMBOLS = {
 }  # fmt: skip
 
 D = Decimal
+ETH_LOT = ExchangeRules.bundled()["ETHUSDT"].market_lot_size
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_trigger_rounding_is_toward_the_entry(rules):
 
 @given(st.decimals(min_value=D("0.0001"), max_value=D("100000"), places=6))
 def test_floored_quantity_is_a_step_multiple_not_above_the_input(raw):
-    lot = ExchangeRules.bundled()["ETHUSDT"].market_lot_size
+    lot = ETH_LOT
     floored = lot.floor(raw)
     assert floored <= raw
     assert floored % lot.step == 0
