@@ -9,8 +9,9 @@ agents and topologies import it, never the other way round.
   of the sample symbols (`data/exchange/binance-usdm-rules.json`).
 - `exchange.margin`: maintenance-margin brackets, initial/maintenance margin, unrealized
   PnL, margin-PnL % and liquidation prices (isolated and cross, one-way mode).
-- `exchange.model`: the paper exchange's commands, events and bar type.
+- `exchange.model`: sides, order types, the bar type, the paper exchange's commands and events.
+- `exchange.config`: `PaperExchangeConfig` (fees, slippage, intrabar rule, funding).
 - `exchange.paper`: `PaperExchange`, a deterministic bar-driven exchange simulator.
 
-docs/paper-exchange.md states every rule.
+docs/exchange-rules.md and docs/paper-exchange.md state every rule and every source.
 """
