@@ -19,6 +19,7 @@ DAY_MS = 24 * 60 * 60 * 1000
 MARKET_TICKS = "market.ticks"
 AI_SIGNALS = "ai.signals"
 TRADE_INTENTS = "trade.intents"
+TRADE_REJECTIONS = "trade.rejections"
 PORTFOLIO = "portfolio"
 PORTFOLIO_DECISIONS = "portfolio.decisions"
 GOVERNOR_SNAPSHOTS = "portfolio.governor-snapshots"
@@ -98,6 +99,12 @@ TOPOLOGY = Topology(
         TopicSpec(MARKET_TICKS, 6, "market.ticks.avsc", "Closed klines per symbol."),
         TopicSpec(AI_SIGNALS, 6, "ai.signals.avsc", "Model signals: direction and confidence."),
         TopicSpec(TRADE_INTENTS, 6, "trade.intents.avsc", "Selected signals, sized: want to open."),
+        TopicSpec(
+            TRADE_REJECTIONS,
+            6,
+            "trade.rejections.avsc",
+            "Candidates turned down by selection or sizing, each with its reason.",
+        ),
         TopicSpec(
             PORTFOLIO,
             1,

@@ -40,7 +40,7 @@ def test_ticks_become_deduplicable_heartbeats(settings: Settings, tmp_path: Path
         sender = CommandSender(settings, serde=serde)
         sender.send(reserve)
         sender.flush()
-        ticks = list(sample_klines())[:90]  # 30 minutes of 3 symbols
+        ticks = list(sample_klines())[:300]  # 30 minutes of 10 symbols
         topic = settings.topic(MARKET_TICKS)
         producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
         for tick in ticks:

@@ -47,6 +47,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
             "volume": "12.345",
             "trades": 321,
             "source": "REPLAY",
+            "end_of_stream": None,
         },
         "ai.signals.avsc": {
             "signal_id": "sig-1",
@@ -70,6 +71,18 @@ def sample_records() -> dict[str, dict[str, Any]]:
             "quantity": None,
             "notional": None,
             "event_time": T0,
+            "end_of_stream": None,
+        },
+        "trade.rejections.avsc": {
+            "rejection_id": "sig-1:SELECTION:CORRELATED",
+            "stage": "SELECTION",
+            "reason": "CORRELATED",
+            "symbol": "ETHUSDT",
+            "signal_id": "sig-1",
+            "intent_id": None,
+            "detail": "return correlation 0.871 with BTCUSDT >= 0.8",
+            "event_time": T0,
+            "end_of_stream": None,
         },
         "portfolio.avsc": {
             "command": (
