@@ -1,21 +1,23 @@
-"""The exchange's vocabulary: sides and order types, the bar it steps on, and the paper
-exchange's commands (imperative) and events (past tense).
+"""The exchange's vocabulary: sides and order types, the bar it steps on (the kit's
+`Kline`, or anything shaped like `Bar`), and the paper exchange's commands (imperative) and
+events (past tense).
 
 Every event carries the event time it happened at (bar open for fills at the open, bar close
 for fills inside the bar, the command's time for accept/reject), so a replay reproduces it.
-Money, prices and quantities are exact `Decimal`s; `to_dict` gives a JSON-safe dict with
-decimal strings for records and snapshots.
+Money, prices and quantities are exact `Decimal`s; `to_dict` (the kit's `to_avro`) gives a
+JSON-safe dict with decimal strings.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from quantum.errors import InvalidRecord
+from quantum.marketdata.model import Kline as Kline  # re-exported: the project's one bar type
+from quantum.records import to_avro
 
 
 class PositionSide(StrEnum):
@@ -67,22 +69,9 @@ class CancelReason(StrEnum):
     ENTRY_NOT_FILLED = "ENTRY_NOT_FILLED"  # reduce-only order whose pending entry never filled
 
 
-def to_decimal(value: Any, name: str) -> Decimal:
-    """Parse a decimal string (or int/Decimal) strictly: finite, no floats."""
-    if isinstance(value, bool | float):
-        raise InvalidRecord("INVALID_VALUE", f"{name}: {value!r} must be a decimal string")
-    try:
-        result = Decimal(value)
-    except (InvalidOperation, TypeError, ValueError) as exc:
-        raise InvalidRecord("INVALID_VALUE", f"{name}: {value!r} is not a decimal") from exc
-    if not result.is_finite():
-        raise InvalidRecord("INVALID_VALUE", f"{name}: {value!r} is not finite")
-    return result
-
-
-@dataclass(frozen=True, slots=True)
-class Kline:
-    """One closed bar of a symbol (schemas/market.ticks.avsc without the bookkeeping fields)."""
+@runtime_checkable
+class Bar(Protocol):
+    """What the paper exchange needs of a closed bar; the kit's `Kline` (market.ticks) is one."""
 
     symbol: str
     open_time: int
@@ -92,29 +81,16 @@ class Kline:
     low: Decimal
     close: Decimal
 
-    def __post_init__(self) -> None:
-        prices = (self.open, self.high, self.low, self.close)
-        if any(p <= 0 for p in prices):
-            raise InvalidRecord("INVALID_VALUE", f"{self.symbol}@{self.open_time}: price <= 0")
-        if self.high < max(self.open, self.close) or self.low > min(self.open, self.close):
-            raise InvalidRecord(
-                "INVALID_VALUE", f"{self.symbol}@{self.open_time}: high/low do not bound open/close"
-            )
-        if self.close_time < self.open_time:
-            raise InvalidRecord("INVALID_VALUE", f"{self.symbol}@{self.open_time}: close < open")
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Kline:
-        """From a decoded `Kline` Avro record (decimal strings)."""
-        return cls(
-            symbol=str(record["symbol"]),
-            open_time=int(record["open_time"]),
-            close_time=int(record["close_time"]),
-            open=to_decimal(record["open"], "open"),
-            high=to_decimal(record["high"], "high"),
-            low=to_decimal(record["low"], "low"),
-            close=to_decimal(record["close"], "close"),
-        )
+def check_bar(bar: Bar) -> None:
+    """A bar the exchange can step on: positive prices, high/low around open and close."""
+    where = f"{bar.symbol}@{bar.open_time}"
+    if min(bar.open, bar.high, bar.low, bar.close) <= 0:
+        raise InvalidRecord("INVALID_VALUE", f"{where}: price <= 0")
+    if bar.high < max(bar.open, bar.close) or bar.low > min(bar.open, bar.close):
+        raise InvalidRecord("INVALID_VALUE", f"{where}: high/low do not bound open/close")
+    if bar.close_time < bar.open_time:
+        raise InvalidRecord("INVALID_VALUE", f"{where}: close_time before open_time")
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -161,16 +137,8 @@ class _Event:
     __slots__ = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict: decimals as strings, enums as their values, plus the event type."""
-        out: dict[str, Any] = {"type": type(self).__name__}
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, field.name)
-            if isinstance(value, Decimal):
-                value = str(value)
-            elif isinstance(value, StrEnum):
-                value = value.value
-            out[field.name] = value
-        return out
+        """JSON-safe dict (decimal strings, enum values) with the event's type name."""
+        return {"type": type(self).__name__, **to_avro(self)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,12 +38,12 @@ from typing import Any, NamedTuple
 from exchange.config import IntrabarPath, PaperExchangeConfig
 from exchange.margin import initial_margin, isolated_liquidation_price, unrealized_pnl
 from exchange.model import (
+    Bar,
     CancelOrder,
     CancelReason,
     Command,
     Event,
     FundingPaid,
-    Kline,
     LeverageChanged,
     LeverageRejected,
     Liquidated,
@@ -59,6 +59,7 @@ from exchange.model import (
     PositionSide,
     PositionView,
     SetLeverage,
+    check_bar,
 )
 from exchange.rules import ExchangeRules, RejectReason, SymbolRules
 from quantum.errors import InvalidRecord
@@ -277,12 +278,14 @@ class PaperExchange:
 
     # --- bars -----------------------------------------------------------------------------
 
-    def on_bar(self, bar: Kline) -> list[Event]:
+    def on_bar(self, bar: Bar) -> list[Event]:
         """Step the bar's symbol through one closed bar; returns what happened, in order.
 
-        A bar with the same open time as the last one of its symbol is a redelivery and
-        changes nothing; an older one cannot be applied and is an `InvalidRecord`.
+        `bar` is the kit's `Kline` (or any `Bar`). A bar with the same open time as the last
+        one of its symbol is a redelivery and changes nothing; an older one cannot be applied,
+        and one whose prices make no sense is invalid: both raise `InvalidRecord`.
         """
+        check_bar(bar)
         symbol = bar.symbol
         if symbol not in self._rules:
             raise InvalidRecord("UNKNOWN_SYMBOL", f"no exchange rules for {symbol}")
@@ -306,7 +309,7 @@ class PaperExchange:
         self._last_bar_open[symbol] = bar.open_time
         return events
 
-    def _path(self, bar: Kline) -> list[tuple[Decimal, Decimal]]:
+    def _path(self, bar: Bar) -> list[tuple[Decimal, Decimal]]:
         """open -> first extreme -> second extreme -> close, per the intrabar rule."""
         pos = self._positions.get(bar.symbol)
         low_first_nearest = bar.open - bar.low <= bar.high - bar.open
@@ -498,7 +501,7 @@ class PaperExchange:
                 self._liquidate(symbol, open_, time_ms, events)
         self._walk(symbol, previous, open_, time_ms, events, gap_fill=open_)
 
-    def _fill_market_orders(self, bar: Kline, events: list[Event]) -> None:
+    def _fill_market_orders(self, bar: Bar, events: list[Event]) -> None:
         due = [
             o
             for o in self._orders.values()
@@ -728,7 +731,7 @@ class PaperExchange:
                 OrderCanceled(order.client_order_id, order.order_id, symbol, reason, time_ms)
             )
 
-    def _settle_funding(self, bar: Kline, events: list[Event]) -> None:
+    def _settle_funding(self, bar: Bar, events: list[Event]) -> None:
         rate = self._cfg.funding_rate_8h
         pos = self._positions.get(bar.symbol)
         if rate is None or pos is None:
@@ -832,11 +835,14 @@ class PaperExchange:
             ex._orders[order.order_id] = order
         return ex
 
-    def replay(self, items: Iterable[Command | Kline]) -> list[Event]:
+    def replay(self, items: Iterable[Command | Bar]) -> list[Event]:
         """Apply commands and bars in order (backtests, tests): the concatenated events."""
         events: list[Event] = []
         for item in items:
-            events.extend(self.on_bar(item) if isinstance(item, Kline) else self.handle(item))
+            if isinstance(item, PlaceOrder | CancelOrder | SetLeverage):
+                events.extend(self.handle(item))
+            else:
+                events.extend(self.on_bar(item))
         return events
 
 

@@ -13,8 +13,16 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from exchange.model import PositionSide, to_decimal
+from exchange.model import PositionSide
 from quantum.errors import InvalidRecord
+from quantum.schemas import parse_decimal
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    try:
+        return parse_decimal(value)
+    except ValueError as exc:
+        raise InvalidRecord("INVALID_VALUE", f"{name}: {exc}") from exc
 
 
 class SizingRejectReason(StrEnum):
@@ -59,9 +67,9 @@ class TradeIntent:
             intent_id=str(record["intent_id"]),
             symbol=str(record["symbol"]),
             side=PositionSide(record["side"]),
-            entry_price=to_decimal(record["entry_price"], "entry_price"),
-            stop_loss=to_decimal(record["stop_loss"], "stop_loss"),
-            take_profit=None if take_profit is None else to_decimal(take_profit, "take_profit"),
+            entry_price=_decimal(record["entry_price"], "entry_price"),
+            stop_loss=_decimal(record["stop_loss"], "stop_loss"),
+            take_profit=None if take_profit is None else _decimal(take_profit, "take_profit"),
             leverage=int(record["leverage"]),
             score=float(record["score"]),
             event_time_ms=int(record["event_time"]),

@@ -47,8 +47,23 @@ NO_COSTS = PaperExchangeConfig(
 )
 
 
+def kline(symbol: str, open_time: int, close_time: int, o, h, l, c) -> Kline:  # noqa: E741
+    """The kit's market.ticks bar, as the feed produces it."""
+    return Kline(
+        symbol=symbol,
+        interval="1m",
+        open_time=open_time,
+        close_time=close_time,
+        open=D(o),
+        high=D(h),
+        low=D(l),
+        close=D(c),
+        volume=D(1),
+    )
+
+
 def bar(i: int, o, h, l, c, symbol: str = "BTCUSDT") -> Kline:  # noqa: E741
-    return Kline(symbol, i * MINUTE, i * MINUTE + MINUTE - 1, D(o), D(h), D(l), D(c))
+    return kline(symbol, i * MINUTE, i * MINUTE + MINUTE - 1, o, h, l, c)
 
 
 def order(cid, side, type_, qty, t, *, trigger=None, price=None, reduce=False, symbol="BTCUSDT"):
@@ -334,13 +349,13 @@ def test_funding_is_off_by_default_and_settles_on_the_isolated_margin_when_on():
     hour = 60 * MINUTE
     for rate, expected in ((None, None), (D("0.0001"), D("-0.6000"))):
         ex = PaperExchange(RULES, NO_COSTS.model_copy(update={"funding_rate_8h": rate}))
-        ex.on_bar(Kline("BTCUSDT", 7 * hour, 8 * hour - 1, D(60000), D(60000), D(60000), D(60000)))
+        ex.on_bar(kline("BTCUSDT", 7 * hour, 8 * hour - 1, *[60000] * 4))
         ex.place_order(order("e", BUY, MARKET, "0.100", 8 * hour - 1))
-        first = ex.on_bar(Kline("BTCUSDT", 8 * hour, 9 * hour - 1, *[D(60000)] * 4))
+        first = ex.on_bar(kline("BTCUSDT", 8 * hour, 9 * hour - 1, *[60000] * 4))
         funding = [e for e in first if isinstance(e, FundingPaid)]
         # the position opens at 08:00's open, after that funding time; the next is 16:00
         assert funding == []
-        later = ex.on_bar(Kline("BTCUSDT", 16 * hour, 17 * hour - 1, *[D(60000)] * 4))
+        later = ex.on_bar(kline("BTCUSDT", 16 * hour, 17 * hour - 1, *[60000] * 4))
         paid = [e for e in later if isinstance(e, FundingPaid)]
         if expected is None:
             assert paid == []
@@ -359,7 +374,7 @@ def test_bars_are_idempotent_and_in_order():
     with pytest.raises(InvalidRecord):
         ex.on_bar(bar(1, 60000, 60000, 60000, 60000))
     with pytest.raises(InvalidRecord):
-        Kline("BTCUSDT", 0, 59999, D(100), D(99), D(98), D(100))  # high below the open
+        ex.on_bar(bar(3, 100, 99, 98, 100))  # high below the open
 
 
 def test_snapshot_restore_carries_the_whole_state():
@@ -401,14 +416,15 @@ def test_no_fill_beyond_the_liquidation_price_even_with_stop_slippage():
 
 
 def _sample_run() -> tuple[list, PaperExchange]:
-    """The bundled sample klines with a fixed toy strategy: enter every 7th bar when flat,
-    alternating sides, with a 0.5 % stop and a 0.8 % take-profit."""
+    """The first 3,000 bars of the bundled sample (ten symbols, 5 hours) with a fixed toy
+    strategy: enter every 7th bar when flat, alternating sides, 0.5 % stop, 0.8 % target."""
+    from itertools import islice
+
     from quantum.marketdata import sample_klines
 
     ex = PaperExchange(RULES, PaperExchangeConfig(funding_rate_8h=D("0.0001")))
-    quantity = {"BTCUSDT": D("0.010"), "ETHUSDT": D("0.100"), "SOLUSDT": D("2")}
     events: list = []
-    for i, record in enumerate(sample_klines()):
+    for i, record in enumerate(islice(sample_klines(), 3000)):
         k = Kline.from_record(record)
         events += ex.on_bar(k)
         if i % 7 or ex.position(k.symbol) or ex.open_orders(k.symbol):
@@ -417,7 +433,8 @@ def _sample_run() -> tuple[list, PaperExchange]:
         rules = RULES[k.symbol]
         stop = rules.round_trigger(k.close * (1 - side.sign * D("0.005")), side, STOP)
         target = rules.round_trigger(k.close * (1 + side.sign * D("0.008")), side, TP)
-        q, t, close = quantity[k.symbol], k.close_time, side.closing_order_side
+        q = rules.floor_quantity(D(300) / k.close)  # about 300 USDT, above every MIN_NOTIONAL
+        t, close = k.close_time, side.closing_order_side
         events += ex.handle(PlaceOrder(f"e{i}", k.symbol, side.opening_order_side, MARKET, q, t))
         events += ex.handle(PlaceOrder(f"s{i}", k.symbol, close, STOP, q, t, trigger_price=stop,
                                        reduce_only=True))  # fmt: skip

@@ -75,13 +75,17 @@ configs = st.builds(
 )
 
 
+def _kline(symbol: str, start: int, o: Decimal, h: Decimal, l: Decimal, c: Decimal) -> Kline:  # noqa: E741
+    return Kline(symbol, "4h", start, start + BAR - 1, o, h, l, c, volume=D(1))
+
+
 def build(steps) -> list:
     """Turn drawn steps into an input sequence: bars advance each symbol by four hours.
 
     Each symbol starts with a flat bar, so commands have a mark price to be checked at.
     """
     last = dict(START)
-    items: list = [Kline(s, 0, BAR - 1, p, p, p, p) for s, p in sorted(START.items())]
+    items: list = [_kline(s, 0, p, p, p, p) for s, p in sorted(START.items())]
     clock = {s: BAR for s in START}
     now = BAR - 1
     for n, step in enumerate(steps):
@@ -94,7 +98,7 @@ def build(steps) -> list:
             low = _tick(sym, min(open_, close) * (1 - D(down_bp) / 10000))
             low = min(low, open_, close)
             start = clock[sym]
-            items.append(Kline(sym, start, start + BAR - 1, open_, high, low, close))
+            items.append(_kline(sym, start, open_, high, low, close))
             clock[sym] += BAR
             now = max(now, start + BAR - 1)
             last[sym] = close
