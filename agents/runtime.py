@@ -70,19 +70,37 @@ class AgentContext:
         )
 
     async def send(
-        self, logical: str, value: dict[str, Any], *, schema_file: str, key: bytes | None
+        self,
+        logical: str,
+        value: dict[str, Any],
+        *,
+        schema_file: str,
+        key: bytes | None,
+        partition: int | None = None,
     ) -> None:
         """Encode and send to a logical topic (this run's prefix added)."""
-        await self._send_to(self.settings.topic(logical), value, schema_file=schema_file, key=key)
+        await self._send_to(
+            self.settings.topic(logical),
+            value,
+            schema_file=schema_file,
+            key=key,
+            partition=partition,
+        )
 
     async def _send_to(
-        self, topic: str, value: dict[str, Any], *, schema_file: str, key: bytes | None
+        self,
+        topic: str,
+        value: dict[str, Any],
+        *,
+        schema_file: str,
+        key: bytes | None,
+        partition: int | None = None,
     ) -> None:
         """Encode and send to a physical topic, waiting for delivery, so the input
         offset can only be committed after the output (or dead letter) is written."""
         data = self.serde.encode(topic, value, schema_file=schema_file)
         out = self.app.topic(topic, key_serializer="raw", value_serializer="raw")
-        pending = await out.send(key=key, value=data)
+        pending = await out.send(key=key, value=data, partition=partition)
         await pending
 
     async def dead_letter(self, event: EventT, exc: BaseException) -> None:

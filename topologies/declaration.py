@@ -17,6 +17,7 @@ from quantum.dlq import dlq_topic
 DAY_MS = 24 * 60 * 60 * 1000
 
 MARKET_TICKS = "market.ticks"
+MARKET_BARS = "market.bars"
 AI_SIGNALS = "ai.signals"
 TRADE_INTENTS = "trade.intents"
 TRADE_REJECTIONS = "trade.rejections"
@@ -98,7 +99,23 @@ TOPOLOGY = Topology(
     topics=(
         TopicSpec(MARKET_TICKS, 6, "market.ticks.avsc", "Closed klines per symbol."),
         TopicSpec(AI_SIGNALS, 6, "ai.signals.avsc", "Model signals: direction and confidence."),
-        TopicSpec(TRADE_INTENTS, 6, "trade.intents.avsc", "Selected signals, sized: want to open."),
+        TopicSpec(
+            MARKET_BARS,
+            6,
+            "market.ticks.avsc",
+            "Closed bars for the signal path. Live, the feed writes each kline here and to "
+            "market.ticks; a replay writes it here only once the venue side (paper exchange, "
+            "positions, exits) has settled on market.ticks for that bar, so fills, releases and "
+            "new requests meet the governor in the same order on every run.",
+        ),
+        TopicSpec(
+            TRADE_INTENTS,
+            1,
+            "trade.intents.avsc",
+            "Selected candidates in the selector's order; one partition, so sizing (a global "
+            "exposure decision) reads them in that order.",
+            exact_partitions=True,
+        ),
         TopicSpec(
             TRADE_REJECTIONS,
             6,

@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "topologies.schema_cli",
     "quantum.dlq_cli",
     "quantum.app.worker",
+    "quantum.marketdata.cli",
+    "agents.harvest.payoff_cli",
     *(spec.commands for spec in REGISTRY if spec.commands),
     "quantum.app.demo",
 )

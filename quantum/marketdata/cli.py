@@ -14,8 +14,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from quantum.cli import CliError
-from quantum.config import Settings
+from quantum.config import RuntimeSettings
+from quantum.errors import CliError
 from quantum.marketdata import SAMPLE_DIR
 from quantum.marketdata.files import FileSpec, parse_time_ms, replay_files
 from quantum.marketdata.generator import (
@@ -84,7 +84,7 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _generate(args: argparse.Namespace, _settings: Settings) -> int:
+def _generate(args: argparse.Namespace, _settings: RuntimeSettings) -> int:
     if args.sample:
         paths = write_sample(SAMPLE_DIR)
     else:
@@ -103,7 +103,7 @@ def _generate(args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
-def _inspect(args: argparse.Namespace, _settings: Settings) -> int:
+def _inspect(args: argparse.Namespace, _settings: RuntimeSettings) -> int:
     specs = [FileSpec(p, args.symbol, args.interval) for p in args.files]
     bars: Counter[tuple[str, str]] = Counter()
     first: dict[tuple[str, str], int] = {}

@@ -5,8 +5,9 @@ under TYPE_CHECKING counts as much as one at the top, and `importlib.import_modu
 a literal name counts too. Infra is kit-level (it may import the kit, nothing above).
 A pure core (`agents/<name>/core.py` or `agents/<name>/core/`) may import the standard
 library minus I/O, clocks and threads, numpy and torch, `exchange`, its own package,
-`agents.governor.model` (for governor commands) and the kit's pure `quantum.errors` and
-`quantum.records`.
+any agent's `model` module (a data contract: the governor's commands, the exits'
+position view) and the kit's pure `quantum.errors` and `quantum.records` — never
+another agent's core, codec or shell.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ PACKAGES = ("quantum", "infra", "exchange", "topologies", "agents")
 CORE_THIRD_PARTY = frozenset({"numpy", "torch"})
 CORE_KIT = frozenset({"quantum.errors", "quantum.records"})
 CORE_SHARED_AGENT_MODULES = frozenset({"agents.governor.model"})
+
+
+def is_contract(module: str) -> bool:
+    """`agents.<name>.model[.X]`: plain data shared between agents."""
+    parts = module.split(".")
+    return len(parts) >= 3 and parts[0] == "agents" and parts[2] == "model"
+
+
 # Standard-library modules a pure core must not touch: I/O, processes, threads, the clock.
 CORE_FORBIDDEN_STDLIB = frozenset(
     {
@@ -133,7 +142,9 @@ def impure_core_imports(files: list[Path], root: Path = ROOT) -> list[str]:
         for line, module in imported_modules(path, root):
             top = module.split(".")[0]
             if layer_of(module) is not None:
-                ok = any(module == m or module.startswith(m + ".") for m in allowed)
+                ok = is_contract(module) or any(
+                    module == m or module.startswith(m + ".") for m in allowed
+                )
             elif top in sys.stdlib_module_names:
                 ok = top not in CORE_FORBIDDEN_STDLIB
             else:

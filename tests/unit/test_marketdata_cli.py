@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quantum.cli import CliError
+from quantum.errors import CliError
 from quantum.marketdata.cli import add_commands
 
 
