@@ -20,7 +20,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from quantum.config import Settings
+from quantum.config import RuntimeSettings
 from quantum.dlq import DLQ_SCHEMA, RawRecord, dead_letter_value
 from quantum.errors import PoisonRecord
 from quantum.serde import AvroSerde
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], EventT], Awaitable[None]]
 
 
-def create_app(settings: Settings, *, app_id: str = "quantum-trader") -> faust.App:
+def create_app(settings: RuntimeSettings, *, app_id: str = "quantum-trader") -> faust.App:
     """A Faust app bound to the settings' broker; nothing starts until a worker runs it."""
     return faust.App(
         f"{settings.kafka.topic_prefix}{app_id}",
@@ -45,17 +45,20 @@ def create_app(settings: Settings, *, app_id: str = "quantum-trader") -> faust.A
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         producer_acks=-1,
+        broker_commit_interval=settings.kafka.commit_interval_s,
     )
 
 
 @dataclass
 class AgentContext:
-    """What an agent's shell needs: its app, settings, serde, and counters."""
+    """What an agent's shell needs: its app, settings, serde, its own config section
+    (`AgentSpec.config[name]`, None if it has none), and counters."""
 
     app: faust.App
-    settings: Settings
+    settings: RuntimeSettings
     serde: AvroSerde
     name: str
+    config: Any = None
     processed: int = 0
     dead_letters: int = 0
 
@@ -68,19 +71,37 @@ class AgentContext:
         )
 
     async def send(
-        self, logical: str, value: dict[str, Any], *, schema_file: str, key: bytes | None
+        self,
+        logical: str,
+        value: dict[str, Any],
+        *,
+        schema_file: str,
+        key: bytes | None,
+        partition: int | None = None,
     ) -> None:
         """Encode and send to a logical topic (this run's prefix added)."""
-        await self._send_to(self.settings.topic(logical), value, schema_file=schema_file, key=key)
+        await self._send_to(
+            self.settings.topic(logical),
+            value,
+            schema_file=schema_file,
+            key=key,
+            partition=partition,
+        )
 
     async def _send_to(
-        self, topic: str, value: dict[str, Any], *, schema_file: str, key: bytes | None
+        self,
+        topic: str,
+        value: dict[str, Any],
+        *,
+        schema_file: str,
+        key: bytes | None,
+        partition: int | None = None,
     ) -> None:
         """Encode and send to a physical topic, waiting for delivery, so the input
         offset can only be committed after the output (or dead letter) is written."""
         data = self.serde.encode(topic, value, schema_file=schema_file)
         out = self.app.topic(topic, key_serializer="raw", value_serializer="raw")
-        pending = await out.send(key=key, value=data)
+        pending = await out.send(key=key, value=data, partition=partition)
         await pending
 
     async def dead_letter(self, event: EventT, exc: BaseException) -> None:

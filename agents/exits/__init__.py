@@ -1,0 +1,1 @@
+"""The exit contract shared by every exit processor (harvest, exit guard) and execution."""

@@ -1,0 +1,1 @@
+"""Harvest: the R-multiple profit ladder, break-even and trailing stops of open positions."""

@@ -1,0 +1,187 @@
+"""The one shell of every stateful pipeline agent: decode, skip what was applied, decide,
+send, remember.
+
+A pipeline agent is a pure core behind a `Processor` (records in, `Out` records out,
+`snapshot()` for its state). This module binds it to Faust:
+
+* every input topic goes through the guarded path of `agents.runtime`: a record that
+  does not decode or validate, or that the core refuses, becomes a dead letter with its
+  reason, and the agent goes on;
+* state lives in a Faust table (`<agent>-state`, changelog-backed, one partition so a
+  single key holds the whole core), written after the record's outputs were delivered,
+  together with the offset applied for each input partition. Faust flushes the table's
+  changelog before it commits input offsets, so after a crash the restored state is at
+  least as new as the committed offsets; a redelivered record whose offset the state
+  already holds is skipped. That is what makes an at-least-once agent apply each record
+  once (DESIGN.md: "every stateful processor remembers what it applied");
+* the end-of-stream marker (`quantum.end_of_stream`) is tracked on every input partition;
+  once all have ended the core may flush (`on_end_of_stream`), then the marker goes to
+  every partition of every output topic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agents.runtime import AgentContext
+from quantum.end_of_stream import EndOfStream, EndOfStreamTracker, marker_key, marker_of
+from quantum.end_of_stream import marker_record as eos_record
+from quantum.errors import PoisonRecord
+from quantum.validation import validate
+from topologies.declaration import TOPOLOGY
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "state"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One decoded, validated input record, with where it came from."""
+
+    topic: str  # logical name
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any]
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One output record: an Avro value for a logical topic."""
+
+    topic: str
+    value: dict[str, Any]
+    key: bytes | None
+    partition: int | None = None  # None: by key
+
+
+class Processor(Protocol):
+    """What the shell drives. Implementations map Avro dicts to a pure core and back."""
+
+    def on_record(self, record: Record) -> list[Out]: ...
+
+    def on_end_of_stream(self, marker: EndOfStream) -> list[Out]: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class StatefulAgent:
+    """How a stateful agent is bound: its inputs, outputs and how to (re)build its core.
+
+    inputs: logical topic -> whether the end-of-stream marker comes through it (a compacted
+        state topic such as `positions` never ends).
+    outputs: logical topics the marker is forwarded to once every input has ended.
+    make: builds the processor from the table's last snapshot (None on a first start).
+    universe: symbols to check at decode (None: any well-formed symbol).
+    """
+
+    inputs: Mapping[str, bool]
+    outputs: tuple[str, ...]
+    make: Callable[[dict[str, Any] | None], Processor]
+    universe: frozenset[str] | None = None
+    schemas: Mapping[str, str] = field(default_factory=dict)
+
+    def schema(self, logical: str) -> str:
+        return self.schemas.get(logical) or TOPOLOGY.topic(logical).schema or ""
+
+
+class _State:
+    """The processor plus the bookkeeping the shell persists beside it."""
+
+    def __init__(self, agent: StatefulAgent, blob: dict[str, Any] | None) -> None:
+        ends = {t: TOPOLOGY.topic(t).partitions for t, e in agent.inputs.items() if e}
+        self.tracker = EndOfStreamTracker(ends) if ends else None
+        self.applied: dict[str, int] = {}
+        self.processor = agent.make(None if blob is None else blob["core"])
+        if blob is not None:
+            self.applied = {k: int(v) for k, v in blob["applied"].items()}
+            if self.tracker is not None and blob.get("eos") is not None:
+                self.tracker.restore(blob["eos"])
+
+    def blob(self) -> dict[str, Any]:
+        return {
+            "core": self.processor.snapshot(),
+            "applied": self.applied,
+            "eos": None if self.tracker is None else self.tracker.snapshot(),
+        }
+
+
+def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
+    """Declare the Faust agent and its state table on `ctx.app`."""
+    settings = ctx.settings
+    prefix = settings.kafka.topic_prefix
+    table = ctx.app.Table(
+        f"{ctx.name}-state",
+        default=None,
+        partitions=1,
+        use_partitioner=True,
+        key_serializer="json",
+        value_serializer="json",
+        help=f"{ctx.name}'s core state and the input offsets it has applied",
+    )
+    channel = ctx.app.topic(
+        *(settings.topic(t) for t in agent.inputs),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    holder: list[_State] = []
+
+    async def send_all(outs: list[Out]) -> None:
+        for out in outs:
+            await ctx.send(
+                out.topic,
+                out.value,
+                schema_file=agent.schema(out.topic),
+                key=out.key,
+                partition=out.partition,
+            )
+
+    async def forward_end(marker: EndOfStream, state: _State) -> None:
+        await send_all(state.processor.on_end_of_stream(marker))
+        for topic in agent.outputs:
+            schema = agent.schema(topic)
+            for p in range(TOPOLOGY.topic(topic).partitions):
+                value = eos_record(schema, marker)
+                await ctx.send(topic, value, schema_file=schema, key=marker_key(p), partition=p)
+
+    @ctx.app.agent(channel, name=ctx.name)
+    async def run(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            if not holder:
+                holder.append(_State(agent, table.get(STATE_KEY)))
+            state = holder[0]
+            msg = event.message
+            logical = msg.topic[len(prefix) :] if msg.topic.startswith(prefix) else msg.topic
+            where = f"{logical}/{msg.partition}"
+            if state.applied.get(where, -1) >= msg.offset:
+                continue  # applied before a crash; its outputs are already out
+            try:
+                schema = agent.schema(logical)
+                raw = msg.value if isinstance(msg.value, bytes | bytearray) else b""
+                value = ctx.serde.decode(msg.topic, bytes(raw), schema_file=schema)
+                validate(schema, value, universe=agent.universe)
+                marker = marker_of(value)
+                if marker is not None:
+                    if state.tracker is None or logical not in agent.inputs:
+                        raise PoisonRecord("UNEXPECTED_END", f"no end expected on {logical}")
+                    forward = state.tracker.on_marker(logical, msg.partition, marker)
+                    if forward is not None:
+                        await forward_end(forward, state)
+                else:
+                    ts = int(msg.timestamp * 1000) if msg.timestamp else None
+                    record = Record(logical, msg.partition, msg.offset, msg.key, value, ts)
+                    await send_all(state.processor.on_record(record))
+                ctx.processed += 1
+            except PoisonRecord as exc:
+                await ctx.dead_letter(event, exc)
+            except Exception as exc:  # a core bug must not stop the stream either
+                log.exception("%s: processing failed", ctx.name)
+                await ctx.dead_letter(event, exc)
+            state.applied[where] = msg.offset
+            table[STATE_KEY] = state.blob()

@@ -1,0 +1,184 @@
+"""One backtest: topics under a run prefix, the agents in worker processes, the lock-step
+feed, then the report. The CLI (`quantum backtest`), the demo and the end-to-end tests
+all run it through `Backtest`."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.registry import REGISTRY
+from agents.spec import AgentSpec
+from quantum.app.backtest.driver import FeedStats, LockstepFeed
+from quantum.app.worker import APP_ID
+from quantum.marketdata import Kline, RowError
+from quantum.quiescence import Quiescence, Reader
+from topologies.apply import apply_topology
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Every registered agent except the smoke-test relay takes part in a backtest.
+NOT_IN_BACKTEST = frozenset({"passthrough"})
+
+
+def pipeline_agents() -> list[str]:
+    return [name for name in REGISTRY.names() if name not in NOT_IN_BACKTEST]
+
+
+def governor_group(settings: Any) -> str:
+    """The governor's consumer group (its committed offset marks the decided prefix)."""
+    from agents.governor.io import governor_group_id
+
+    return governor_group_id(settings)
+
+
+@dataclass
+class WorkerProcess:
+    """One `quantum worker` child; tests kill and restart it."""
+
+    agents: tuple[str, ...]
+    group: str
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "quantum",
+                "worker",
+                "--agents",
+                ",".join(self.agents),
+                "--group",
+                self.group,
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.starts += 1
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Backtest:
+    """A run on `settings`' broker under its topic prefix.
+
+    workers: the agents per worker process (default: every pipeline agent in one worker).
+    env: extra environment for the workers (configuration overrides, `QT_...`).
+    """
+
+    settings: Any
+    out_dir: Path
+    workers: Sequence[Sequence[str]] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    settle_timeout_s: float = 120.0
+    commit_interval_s: float = 0.005
+    processes: list[WorkerProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        groups = self.workers or [pipeline_agents()]
+        env = self.settings.child_env(
+            QT_KAFKA__COMMIT_INTERVAL_S=str(self.commit_interval_s), **self.env
+        )
+        for i, names in enumerate(groups):
+            REGISTRY.select(",".join(names))  # unknown names fail here, before anything starts
+            self.processes.append(
+                WorkerProcess(
+                    tuple(names),
+                    f"{APP_ID}-{i}",
+                    env,
+                    self.out_dir / "logs" / f"worker-{i}.log",
+                )
+            )
+
+    def readers(self) -> tuple[list[Reader], set[str]]:
+        """Who must have caught up for the pipeline to be settled, and which topics are
+        written in transactions (they end with a commit marker)."""
+        topic = self.settings.topic
+        readers: list[Reader] = []
+        transactional: set[str] = set()
+        for proc in self.processes:
+            specs: list[AgentSpec] = REGISTRY.select(",".join(proc.agents))
+            faust_reads = sorted({t for s in specs if s.kind == "faust" for t in s.reads})
+            if faust_reads:
+                group = f"{self.settings.kafka.topic_prefix}{proc.group}"
+                readers.append(Reader(group, tuple(topic(t) for t in faust_reads)))
+            for spec in specs:
+                if spec.kind == "transactional":
+                    group = governor_group(self.settings)
+                    readers.append(Reader(group, tuple(topic(t) for t in spec.reads)))
+                    transactional.update(topic(t) for t in spec.writes)
+        return readers, transactional
+
+    def start(self) -> Quiescence:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        report = apply_topology(self.settings)
+        if not report.ok:
+            raise RuntimeError(f"topology drift:\n{report.render()}")
+        for proc in self.processes:
+            proc.start()
+        readers, transactional = self.readers()
+        return Quiescence(self.settings.kafka.bootstrap, readers, transactional=transactional)
+
+    def feed(
+        self,
+        items: Iterable[Kline | RowError],
+        quiescence: Quiescence,
+        progress: Callable[[FeedStats], None] | None = None,
+    ) -> FeedStats:
+        feed = LockstepFeed(
+            self.settings,
+            quiescence,
+            settle_timeout_s=self.settle_timeout_s,
+            progress=progress,
+        )
+        return feed.run(items)
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.stop()
+
+    def run(
+        self,
+        items: Iterable[Kline | RowError],
+        progress: Callable[[FeedStats], None] | None = None,
+    ) -> tuple[FeedStats, float]:
+        """Start, feed everything, stop. Returns the feed's counts and the wall time."""
+        t0 = time.monotonic()
+        try:
+            quiescence = self.start()
+            stats = self.feed(items, quiescence, progress)
+        finally:
+            self.stop()
+        return stats, time.monotonic() - t0
