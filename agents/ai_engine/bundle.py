@@ -1,13 +1,11 @@
-"""Trained weights on disk: a directory with `meta.json` (readable) and `weights.pt` (torch).
+"""Trained weights in memory (`ModelBundle`) and the typed errors of using them.
 
-meta.json holds what a reader needs to trust the weights: the feature names and formula
-version they were trained on, the data range, the seed, the library versions, the
-metrics and the reliability table on held-out data, the ensemble (models and weights)
-the calibrator was fitted for, and the sha256 of weights.pt. Small numeric parameters
-(the scaler, the logistic regression, the calibrator) are in meta.json too: JSON floats
-round-trip exactly. `load_bundle` refuses weights trained on other features
-(`FeatureMismatch`) and a weights file that is not the one the metadata describes.
-weights.pt is read with `torch.load(weights_only=True)`: tensors only, no pickled code.
+A bundle is `meta` (JSON: the feature names and formula version the weights were trained
+on, the data range, the seed, the library versions, the metrics and the reliability table
+on held-out data, the ensemble (models and weights) the calibrator was fitted for, and
+the small numeric parameters: the scaler, the logistic regression, the calibrator; JSON
+floats round-trip exactly) and `state` (the torch tensors). `agents/ai_engine/weights.py`
+writes and reads them on disk.
 """
 
 from __future__ import annotations
@@ -17,21 +15,18 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from agents.ai_engine.config import AIEngineConfig, NetConfig
+from agents.ai_engine.config import NetConfig
 from agents.ai_engine.ensemble import Calibrator, calibrator_from
 from agents.ai_engine.models.base import Scaler
 from agents.ai_engine.models.logistic import Logistic
 from agents.ai_engine.models.nets import CNNModel, CNNNet, MLPModel, MLPNet
 
 FORMAT = 1
-META_FILE = "meta.json"
-WEIGHTS_FILE = "weights.pt"
 
 
 class BundleError(Exception):
@@ -114,7 +109,7 @@ def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _weights_bytes(state: dict[str, torch.Tensor]) -> bytes:
+def weights_bytes(state: dict[str, torch.Tensor]) -> bytes:
     buf = io.BytesIO()
     torch.save({k: state[k] for k in sorted(state)}, buf)
     return buf.getvalue()
@@ -129,7 +124,7 @@ def bundle_id(meta_numbers: dict[str, Any], weights: bytes) -> str:
 
 def make_bundle(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> ModelBundle:
     """A bundle in memory, with its format, weights sha256 and id filled in."""
-    weights = _weights_bytes(state)
+    weights = weights_bytes(state)
     numbers = {k: meta[k] for k in ("scaler", "logistic", "ensemble") if k in meta}
     full = {
         "format": FORMAT,
@@ -138,61 +133,3 @@ def make_bundle(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> ModelBu
         **{k: v for k, v in meta.items() if k not in ("format", "bundle_id", "weights_sha256")},
     }
     return ModelBundle(full, dict(state))
-
-
-def save_bundle(directory: Path, bundle: ModelBundle) -> None:
-    """Write weights.pt and meta.json (weights first: a reader checks them against the meta)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / WEIGHTS_FILE).write_bytes(_weights_bytes(bundle.state))
-    (directory / META_FILE).write_text(json.dumps(bundle.meta, indent=1) + "\n")
-
-
-def load_bundle(
-    directory: Path, *, feature_names: Sequence[str], feature_version: int
-) -> ModelBundle:
-    """Read and check a bundle; FeatureMismatch if it was trained on other features."""
-    meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
-    if not meta_path.is_file() or not weights_path.is_file():
-        raise BundleError(f"no trained weights in {directory} (run `quantum train`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{meta_path}: not JSON ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise BundleError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT}")
-    found = tuple(meta.get("feature_names", ()))
-    found_v = int(meta.get("feature_version", -1))
-    if found != tuple(feature_names) or found_v != feature_version:
-        raise FeatureMismatch(feature_names, found, feature_version, found_v)
-    weights = weights_path.read_bytes()
-    if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
-        raise BundleError(f"{weights_path} is not the file {meta_path} describes (sha256 differs)")
-    state = torch.load(io.BytesIO(weights), weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BundleError(f"{weights_path}: not a dict of tensors")
-    return ModelBundle(meta, state)
-
-
-def resolve_weights_path(path: str) -> Path:
-    """An absolute path as is; a relative one in the checkout or the installed share dir."""
-    p = Path(path)
-    if p.is_absolute():
-        return p
-    from quantum.paths import data_path
-
-    return data_path(*p.parts)
-
-
-def bundle_for(config: AIEngineConfig) -> ModelBundle | None:
-    """What a shell passes to `SignalEngine(config, bundle)`: the weights at
-    `config.weights_path`, checked against the configured features; None when only rule
-    models are configured (they need no weights)."""
-    if not config.needs_bundle:
-        return None
-    from agents.features.config import FEATURE_VERSION
-
-    return load_bundle(
-        resolve_weights_path(config.weights_path),
-        feature_names=config.features.names(),
-        feature_version=FEATURE_VERSION,
-    )

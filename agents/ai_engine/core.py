@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from agents.ai_engine.bundle import BundleError, EnsembleMismatch, FeatureMismatch, ModelBundle
-from agents.ai_engine.config import TRAINED_MODELS, AIEngineConfig
+from agents.ai_engine.config import FEATURE_VERSION, TRAINED_MODELS, AIEngineConfig
 from agents.ai_engine.ensemble import Calibrator, pool
+from agents.ai_engine.features import FeatureRow, SymbolFeatures, bar_from_kline
 from agents.ai_engine.model import Signal, Vote, direction_of
 from agents.ai_engine.models import Model, build_models
-from agents.features.config import FEATURE_VERSION
-from agents.features.core import FeatureRow, SymbolFeatures, bar_from_kline
 from quantum.errors import InvalidRecord
 
 

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.ai_engine.bundle import ModelBundle, make_bundle, resolve_weights_path, save_bundle
-from agents.ai_engine.config import AIEngineConfig, TrainConfig
+from agents.ai_engine.bundle import ModelBundle, make_bundle
+from agents.ai_engine.config import FEATURE_VERSION, AIEngineConfig, FeatureConfig, TrainConfig
 from agents.ai_engine.core import SignalEngine
 from agents.ai_engine.ensemble import (
     expected_calibration_error,
@@ -44,11 +44,11 @@ from agents.ai_engine.ensemble import (
     pool,
     reliability_table,
 )
+from agents.ai_engine.features import Bar, bar_from_kline, compute_batch
 from agents.ai_engine.models.base import Scaler, sequence_inputs
 from agents.ai_engine.models.logistic import fit_logistic
 from agents.ai_engine.models.nets import CNNNet, MLPNet, configure_torch
-from agents.features.config import FEATURE_VERSION, FeatureConfig
-from agents.features.core import Bar, bar_from_kline, compute_batch
+from agents.ai_engine.weights import resolve_weights_path, save_bundle
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,25 +20,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from agents.features.core import FeatureRow
 from agents.governor.model import Regime, SetRegime
 from agents.regime.config import RegimeConfig
+from agents.regime.model import RegimeObservation
 from quantum.errors import InvalidRecord
 
 SNAPSHOT_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class RegimeObservation:
-    """One symbol's trend strength (ADX in [0, 1]) and short/long volatility ratio at a bar."""
-
-    symbol: str
-    event_time_ms: int
-    trend_strength: float
-    vol_ratio: float
 
 
 def classify(obs: RegimeObservation, cfg: RegimeConfig) -> Regime:
@@ -53,7 +42,7 @@ def classify(obs: RegimeObservation, cfg: RegimeConfig) -> Regime:
 class RegimeDetector:
     """Mutable for speed; every output is a function of the per-symbol observation sequences."""
 
-    def __init__(self, config: RegimeConfig, names: tuple[str, ...] | None = None) -> None:
+    def __init__(self, config: RegimeConfig) -> None:
         self.config = config
         self.regime = Regime.BASE  # the governor's starting regime
         self.candidate: Regime | None = None
@@ -62,34 +51,6 @@ class RegimeDetector:
         self.next_bucket: int | None = None  # first bucket not yet judged
         self.max_bucket: int | None = None
         self.history: dict[str, deque[tuple[int, Regime]]] = {}
-        self._columns: tuple[int, int, int] | None = None
-        if names is not None:
-            try:
-                self._columns = (
-                    names.index(config.adx_feature),
-                    names.index(config.vol_short_feature),
-                    names.index(config.vol_long_feature),
-                )
-            except ValueError:
-                raise ValueError(
-                    f"regime features {config.adx_feature}, {config.vol_short_feature}, "
-                    f"{config.vol_long_feature} must be in {names}"
-                ) from None
-
-    def observation(self, row: FeatureRow) -> RegimeObservation:
-        """The regime inputs of a feature row (the detector was built with the feature names)."""
-        if self._columns is None:
-            raise ValueError("RegimeDetector was built without feature names")
-        adx, short, long_ = (row.values[i] for i in self._columns)
-        return RegimeObservation(
-            symbol=row.symbol,
-            event_time_ms=row.close_time_ms,
-            trend_strength=adx,
-            vol_ratio=short / long_ if long_ > 0 else 1.0,
-        )
-
-    def observe_row(self, row: FeatureRow) -> list[SetRegime]:
-        return self.observe(self.observation(row))
 
     def observe(self, obs: RegimeObservation) -> list[SetRegime]:
         """Take one observation; the SetRegime commands it completes (usually none)."""
@@ -205,12 +166,10 @@ class RegimeDetector:
         }
 
     @classmethod
-    def from_snapshot(
-        cls, config: RegimeConfig, data: Mapping[str, Any], names: tuple[str, ...] | None = None
-    ) -> RegimeDetector:
+    def from_snapshot(cls, config: RegimeConfig, data: Mapping[str, Any]) -> RegimeDetector:
         if data.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"regime snapshot version {data.get('v')!r}")
-        det = cls(config, names)
+        det = cls(config)
         det.regime = Regime(data["regime"])
         det.candidate = Regime(data["candidate"]) if data["candidate"] else None
         det.streak = int(data["streak"])

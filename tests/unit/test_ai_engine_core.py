@@ -12,8 +12,8 @@ import pytest
 from agents.ai_engine.codec import SIGNAL_SCHEMA, signal_from_avro, signal_to_avro
 from agents.ai_engine.config import AIEngineConfig
 from agents.ai_engine.core import SignalEngine
+from agents.ai_engine.features import Bar
 from agents.ai_engine.model import Direction
-from agents.features.core import Bar
 from quantum.errors import InvalidRecord
 from quantum.schemas import load_schema, runtime_schema, strip_logical_types
 from quantum.validation import validate

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.features.config import FeatureConfig
-from agents.features.core import Bar, SymbolFeatures, bar_from_kline, compute_batch
+from agents.ai_engine.config import FeatureConfig
+from agents.ai_engine.features import Bar, SymbolFeatures, bar_from_kline, compute_batch
 from quantum.errors import InvalidRecord
 
 SMALL = FeatureConfig(

@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.features.config import FeatureConfig
-from agents.features.core import SymbolFeatures
+from agents.ai_engine.config import FeatureConfig
+from agents.ai_engine.features import SymbolFeatures
 from agents.governor.model import Regime, SetRegime
 from agents.regime.config import RegimeConfig
-from agents.regime.core import RegimeDetector, RegimeObservation, classify
+from agents.regime.core import RegimeDetector, classify
+from agents.regime.inputs import RegimeInputs
+from agents.regime.model import RegimeObservation
 from quantum.errors import InvalidRecord
 from tests.unit.test_features import make_bars
 
@@ -159,19 +161,18 @@ def test_feature_rows_feed_the_detector_and_flush_judges_the_last_bucket() -> No
     names = FeatureConfig().names()
     state = SymbolFeatures(FeatureConfig(), "BTCUSDT")
     rows = [r for b in make_bars(100, 4) if (r := state.update(b)) is not None]
-    o = RegimeDetector(CFG, names).observation(rows[0])
+    inputs = RegimeInputs(CFG, names)
+    o = inputs.observation(rows[0])
     v = rows[0].values
     assert o.trend_strength == v[names.index("adx_14")]
     assert o.vol_ratio == v[names.index("vol_15")] / v[names.index("vol_60")]
     assert o.event_time_ms == rows[0].close_time_ms
     everything_trends = RegimeConfig(min_symbols=1, confirm_buckets=1, trend_adx=1e-9, chop_adx=0)
-    det = RegimeDetector(everything_trends, names)
-    assert det.observe_row(rows[0]) == []  # its bucket is not over until a later one arrives
+    det = RegimeDetector(everything_trends)
+    assert det.observe(inputs.observation(rows[0])) == []  # its bucket is not over yet
     (command,) = det.flush(rows[0].close_time_ms + 1)
     assert command.regime is Regime.TREND_STRONG
     assert command.event_time_ms == rows[0].close_time_ms + 1  # the end of the bucket
-    assert [c for r in rows[1:] for c in det.observe_row(r)] == []  # no change, no command
-    with pytest.raises(ValueError, match="feature names"):
-        RegimeDetector(CFG).observation(rows[0])
-    with pytest.raises(ValueError, match="must be in"):
-        RegimeDetector(CFG, ("ret_1",))
+    assert [c for r in rows[1:] for c in det.observe(inputs.observation(r))] == []  # no change
+    with pytest.raises(ValueError, match="adx_14"):
+        RegimeInputs(CFG, ("ret_1",))

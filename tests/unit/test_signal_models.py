@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from agents.ai_engine.config import (
     AIEngineConfig,
+    FeatureConfig,
     MACrossoverConfig,
     MeanReversionConfig,
     MomentumConfig,
@@ -20,7 +21,6 @@ from agents.ai_engine.model import Direction, direction_of
 from agents.ai_engine.models import MissingWeights, build_models
 from agents.ai_engine.models.base import Scaler, sequence_inputs, sigmoid
 from agents.ai_engine.models.rules import MACrossover, MeanReversion, Momentum
-from agents.features.config import FeatureConfig
 
 NAMES = FeatureConfig().names()
 

@@ -12,19 +12,17 @@ import pytest
 import torch
 
 from agents.ai_engine import train as T
-from agents.ai_engine.bundle import (
-    BundleError,
-    EnsembleMismatch,
-    FeatureMismatch,
-    bundle_for,
-    load_bundle,
-    resolve_weights_path,
-    save_bundle,
+from agents.ai_engine.bundle import BundleError, EnsembleMismatch, FeatureMismatch
+from agents.ai_engine.config import (
+    FEATURE_VERSION,
+    AIEngineConfig,
+    FeatureConfig,
+    NetConfig,
+    TrainConfig,
 )
-from agents.ai_engine.config import AIEngineConfig, NetConfig, TrainConfig
 from agents.ai_engine.core import SignalEngine
-from agents.features.config import FEATURE_VERSION, FeatureConfig
-from agents.features.core import Bar
+from agents.ai_engine.features import Bar
+from agents.ai_engine.weights import bundle_for, load_bundle, resolve_weights_path, save_bundle
 from tests.unit.test_ai_engine_core import kline
 from tests.unit.test_features import make_bars
 

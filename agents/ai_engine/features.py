@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.features.config import FEATURE_VERSION, FeatureConfig
+from agents.ai_engine.config import FEATURE_VERSION, FeatureConfig
 from quantum.errors import InvalidRecord
 
 SNAPSHOT_VERSION = 1

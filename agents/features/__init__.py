@@ -1,1 +1,0 @@
-"""Per-symbol features from closed klines: the same incremental code live and in replay."""
