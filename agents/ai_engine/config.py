@@ -145,8 +145,8 @@ class NetConfig(BaseModel):
     cnn_channels = 8, cnn_kernel = 5: the 1-D CNN over the last `seq_len` 1-bar log returns,
         each divided by their own standard deviation (scale-free across symbols and
         volatility): two causal convolutions (the second dilated by 2), then the mean and
-        the last step of each channel into one logit. A GRU of the same size took 45 s of
-        the 60 s budget to train on 10 symbols x 5,000 bars here; the CNN takes a few.
+        the last step of each channel into one logit. With a GRU (hidden 16) in its place,
+        `quantum train` on 10 x 5,000 bars cost 33 CPU seconds here; with the CNN, 21.
     seq_len = 32: returns the CNN reads (needs history_length >= seq_len + 1).
     """
 
