@@ -105,7 +105,11 @@ class SignalEngine:
     # ---- per bar ---------------------------------------------------------------------
 
     def step(self, state: SymbolState, kline: Mapping[str, Any]) -> Step:
-        """Fold one closed kline (a `market.ticks` record) into `state`; InvalidRecord if bad."""
+        """Fold one closed kline (a `market.ticks` record) into `state`; InvalidRecord if bad.
+
+        An end-of-stream marker is not a kline: the shell forwards it (ValueError here)."""
+        if kline.get("end_of_stream") is not None:
+            raise ValueError("an end-of-stream marker is not a kline; the shell forwards it")
         bar = bar_from_kline(kline)
         before = state.features.count
         row = state.features.update(bar)

@@ -82,16 +82,9 @@ def load_kline_files(paths: Iterable[Path]) -> list[SymbolBars]:
 
 
 def _kline_records(paths: list[Path]) -> Iterator[dict[str, Any]]:
-    """The market.ticks record of every bar in `paths`."""
-    try:
-        from quantum.marketdata import RowError, replay_files
-    except ImportError:  # the kit before its market-data package: Binance CSVs only
-        from quantum.marketdata import read_kline_csv
+    """The market.ticks record of every bar in `paths`, merged in event-time order."""
+    from quantum.marketdata import RowError, replay_files
 
-        for path in sorted(paths):
-            symbol, interval = path.stem.split("-")[:2]
-            yield from read_kline_csv(path, symbol=symbol, interval=interval, source="REPLAY")
-        return
     for item in replay_files(paths):
         if isinstance(item, RowError):
             raise ValueError(f"{item.source}:{item.line}: {item.error}")
@@ -100,11 +93,9 @@ def _kline_records(paths: list[Path]) -> Iterator[dict[str, Any]]:
 
 def sample_files() -> list[Path]:
     """The bundled sample's files."""
-    import quantum.marketdata as md
+    from quantum.marketdata import sample_files as files
 
-    if hasattr(md, "sample_files"):
-        return list(md.sample_files())
-    return sorted(md.SAMPLE_DIR.glob("*.csv"))
+    return list(files())
 
 
 # ---- dataset ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ def kline(bar: Bar, interval: str = "1m") -> dict[str, Any]:
         "volume": f"{bar.volume:.3f}",
         "trades": 10,
         "source": "REPLAY",
+        "end_of_stream": None,
     }
 
 
@@ -100,6 +101,8 @@ def test_a_bad_kline_is_an_invalid_record() -> None:
         with pytest.raises(InvalidRecord):
             engine.step(state, {**good, field: bad})
     assert state.features.count == 0
+    with pytest.raises(ValueError, match="end-of-stream"):  # the shell's job, not a bar
+        engine.step(state, {**good, "end_of_stream": {"producer": "feed", "partitions": 6}})
 
 
 def test_signal_record_round_trip_and_validation() -> None:
