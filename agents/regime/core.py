@@ -3,7 +3,7 @@
 Each symbol's bar is classified (ADX high: trend; ADX low, or volatile without a trend:
 chop; else base). The market is judged once per bucket of event time by the share of
 symbols in each class, with a hysteresis band (enter at 60 %, leave below 40 %) and a
-confirmation run (the same new verdict for 5 buckets). Only a change of regime emits a
+confirmation run (the same new verdict for 15 buckets). Only a change of regime emits a
 governor `SetRegime`, named by its regime and event time, so a replay or a restart sends
 the same command id and the governor applies it once.
 
@@ -18,6 +18,7 @@ observations.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -59,7 +60,7 @@ class RegimeDetector:
             return []
         for name in ("trend_strength", "vol_ratio"):
             x = getattr(obs, name)
-            if not isinstance(x, int | float) or x != x or x in (float("inf"), float("-inf")):
+            if not isinstance(x, int | float) or not math.isfinite(x):
                 raise InvalidRecord("INVALID_VALUE", f"regime input '{name}' = {x!r} is not finite")
         bucket = obs.event_time_ms // cfg.bucket_ms
         hist = self.history.setdefault(obs.symbol, deque())
@@ -73,8 +74,11 @@ class RegimeDetector:
         return self._judge_until(self._watermark())
 
     def flush(self, event_time_ms: int) -> list[SetRegime]:
-        """Judge every bucket that ends at or before `event_time_ms` (end of a replay)."""
-        return self._judge_until(event_time_ms // self.config.bucket_ms)
+        """Judge every bucket that ends at or before `event_time_ms` (end of a replay); no
+        further than the last bucket observed, after which nothing new can be known."""
+        if self.max_bucket is None:
+            return []
+        return self._judge_until(min(event_time_ms // self.config.bucket_ms, self.max_bucket + 1))
 
     # ---- internals ---------------------------------------------------------------------
 

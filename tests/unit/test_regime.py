@@ -176,3 +176,11 @@ def test_feature_rows_feed_the_detector_and_flush_judges_the_last_bucket() -> No
     assert [c for r in rows[1:] for c in det.observe(inputs.observation(r))] == []  # no change
     with pytest.raises(ValueError, match="adx_14"):
         RegimeInputs(CFG, ("ret_1",))
+
+
+def test_flush_stops_at_the_last_bucket_seen() -> None:
+    det = RegimeDetector(CFG)
+    assert det.flush(T0) == []  # nothing seen yet
+    feed(det, market([[TREND] * 5] * 3))
+    det.flush(T0 + 10**12)  # a far-away end judges only what was observed
+    assert det.next_bucket == (T0 + 3 * MIN) // MIN
