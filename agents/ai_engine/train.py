@@ -247,7 +247,7 @@ def train(
 ) -> TrainResult:
     """Train on `data`, evaluate on its held-out tail, save to `out` (if given); `files`
     names the inputs in the metadata."""
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     tc = config.train
     nets = config.nets
     if config.features.history_length < nets.seq_len + 1:
@@ -303,6 +303,7 @@ def train(
     table = reliability_table(cal_test, te.y, tc.reliability_bins)
     raw_table = reliability_table(pool(per_test, config.weights), te.y, tc.reliability_bins)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - started_cpu
     meta["training"] = {
         "seed": tc.seed,
         "config": tc.model_dump(mode="json"),
@@ -311,6 +312,7 @@ def train(
         "python": platform.python_version(),
         "threads": tc.threads,
         "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
         "data": {
             "files": list(files),
             "symbols": [
@@ -369,6 +371,7 @@ def format_report(result: TrainResult) -> str:
     t = r["training"]
     lines = [
         f"trained bundle {result.bundle.bundle_id} in {result.seconds:.1f} s "
+        f"({t['cpu_seconds']:.1f} s CPU) "
         f"(torch {t['torch']}, seed {t['seed']}, {t['threads']} thread(s))",
         f"samples: {t['split']['train']} train, {t['split']['validation']} validation, "
         f"{t['split']['test']} test, {t['split']['purged']} purged; "
