@@ -172,8 +172,15 @@ class ExecutionCore:
                 raise invalid(f"intent {plan.intent_id!r}: a different plan under the same id")
             return self._unchanged(e, at, "plan seen before")
         if e.state != EntryState.GRANTED:
-            return self._unchanged(e, at, f"plan for an intent already {e.state.value}")
-        planned = replace(e, plan=plan, updated_at=max(e.updated_at, at))
+            # Decided before its plan arrived (a denial): keep the plan, so the entry is the
+            # one an orderly arrival would have made.
+            kept = replace(
+                e, plan=plan, created_at=min(e.created_at, at), updated_at=max(e.updated_at, at)
+            )
+            return self._finish(e, kept, [], at)
+        planned = replace(
+            e, plan=plan, created_at=min(e.created_at, at), updated_at=max(e.updated_at, at)
+        )
         assert e.granted_at is not None
         if ledger.decision_clock - e.granted_at > self._cfg.grant_max_age_ms:
             expired = replace(
@@ -332,12 +339,14 @@ class ExecutionCore:
         return [r.order for e in ledger for r in e.orders if r.status == OrderStatus.SENT]
 
     def pending_cancels(self, ledger: Ledger) -> list[CancelOrder]:
-        """Cancels the ledger asked for whose order is still open: send them again."""
+        """Cancels the ledger decided whose order may still be open: send them again after a
+        restart (after `on_order_missing` for the SENT ones the exchange does not know).
+        Canceling an order the exchange has finished is harmless."""
         return [
             CancelOrder(r.order, r.updated_at)
             for e in ledger
             for r in e.orders
-            if r.cancel_requested and r.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+            if r.cancel_requested and r.is_open
         ]
 
     def prune(self, ledger: Ledger, now_ms: int) -> Step:
@@ -436,16 +445,35 @@ class ExecutionCore:
     def _denied(
         self, d: Decision, e: IntentEntry | None, ledger: Ledger, _reason: ExitReason | None
     ) -> Step:
-        if e is None:
-            return Step()  # nothing was planned here; nothing to remember
         at = d.event_time_ms
+        if e is None:  # remembered, so a plan arriving later is not left waiting
+            denied_first = IntentEntry(
+                intent_id=d.intent_id or "",
+                symbol=d.symbol or "",
+                state=EntryState.DENIED,
+                plan=None,
+                granted_at=None,
+                decided_at=at,
+                sent_at=None,
+                closed_at=None,
+                close_reason=None,
+                release=None,
+                note=_deny_note(d),
+                decisions=(d.decision_id,),
+                orders=(),
+                created_at=at,
+                updated_at=at,
+            )
+            if not denied_first.symbol:
+                raise invalid(f"DENIED {d.decision_id!r} names no symbol")
+            return Step(ledger_updates=(denied_first,))
         if e.state not in (EntryState.PLANNED, EntryState.GRANTED):
             return self._unchanged(e, at, f"{d.kind} for an intent already {e.state.value}")
         denied = replace(
             e,
             state=EntryState.DENIED,
             decided_at=_max(e.decided_at, at),
-            note=f"DENIED {d.deny_reason.value if d.deny_reason else ''}".strip(),
+            note=_deny_note(d),
             decisions=(*e.decisions, d.decision_id),
             updated_at=_later(e, at),
         )
@@ -761,6 +789,10 @@ def _check_plan(p: EntryPlan) -> None:
     for name, v in (("stop_loss", p.stop_loss), ("take_profit", p.take_profit)):
         if v is not None and v <= 0:
             raise invalid(f"plan {p.intent_id!r}: {name} {v} must be > 0")
+
+
+def _deny_note(d: Decision) -> str:
+    return "DENIED" if d.deny_reason is None else f"DENIED {d.deny_reason.value}"
 
 
 def _record(order: PlaceOrder, exit_id: str | None = None) -> OrderRecord:
