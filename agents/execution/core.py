@@ -77,8 +77,8 @@ class DecisionAction(StrEnum):
 
 
 # Decision kind (its string value) -> (action, exit reason of the close it causes).
-# Kinds added to agents.governor.model later slot in here; a kind missing from the
-# table is dead-lettered (UnknownDecisionKind), never silently ignored.
+# A kind missing from the table is dead-lettered (UnknownDecisionKind), never silently
+# ignored; keyed by string so kinds the governor's model does not have yet can be listed.
 DECISION_TABLE: dict[str, tuple[DecisionAction, ExitReason | None]] = {
     "GRANTED": (DecisionAction.ENTER, None),
     "DENIED": (DecisionAction.FORGET, None),
@@ -91,6 +91,13 @@ DECISION_TABLE: dict[str, tuple[DecisionAction, ExitReason | None]] = {
     "REGIME_CHANGED": (DecisionAction.NONE, None),
     "HALTED": (DecisionAction.NONE, None),
     "RESUMED": (DecisionAction.NONE, None),
+    # Issue 7's lifecycle kinds (names as the governor work in progress spells them):
+    # a late fill on a symbol another intent holds -> reduce the extra (that intent's
+    # quantity); a fill for an intent the governor has CLOSED or REJECTED -> recorded
+    # there, nothing here; a restart with other limits -> informational.
+    "FILL_SYMBOL_HELD": (DecisionAction.CLOSE, ExitReason.EXCESS_FILL),
+    "FILL_IGNORED": (DecisionAction.NONE, None),
+    "CONFIG_CHANGED": (DecisionAction.NONE, None),
 }
 
 _STATUS_RANK = {

@@ -28,6 +28,7 @@ from agents.execution.model import (
     OrderStatus,
     OrderType,
     PlaceOrder,
+    Step,
     UnknownDecisionKind,
     UnknownIntent,
     UnknownOrder,
@@ -646,6 +647,17 @@ def test_invalid_decisions_and_results_are_invalid_records() -> None:
         h.feed(replace(result(entry, OrderStatus.NEW), symbol="ETHUSDT"))
     with pytest.raises(InvalidRecord):
         h.feed(exit_intent("x", qty="0"))
+
+
+def test_a_late_fill_on_a_held_symbol_is_reduced_by_its_own_quantity() -> None:
+    """Issue 7: the governor records a late fill on a symbol another intent holds as its
+    own kind; execution closes exactly that intent's quantity (reduce-only)."""
+    h = Harness()
+    opened(h, "late")
+    close = only_order(h.feed(decision("FILL_SYMBOL_HELD", "late", t=T0 + 5)))
+    assert close.exit_reason == ExitReason.EXCESS_FILL and close.reduce_only
+    assert close.quantity == D("0.010") and close.intent_id == "late"
+    assert h.feed(decision("FILL_IGNORED", "late", t=T0 + 6)) == Step()
 
 
 def test_every_governor_decision_kind_is_in_the_table() -> None:
