@@ -20,7 +20,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from quantum.config import Settings
+from quantum.config import RuntimeSettings
 from quantum.dlq import DLQ_SCHEMA, RawRecord, dead_letter_value
 from quantum.errors import PoisonRecord
 from quantum.serde import AvroSerde
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], EventT], Awaitable[None]]
 
 
-def create_app(settings: Settings, *, app_id: str = "quantum-trader") -> faust.App:
+def create_app(settings: RuntimeSettings, *, app_id: str = "quantum-trader") -> faust.App:
     """A Faust app bound to the settings' broker; nothing starts until a worker runs it."""
     return faust.App(
         f"{settings.kafka.topic_prefix}{app_id}",
@@ -50,12 +50,14 @@ def create_app(settings: Settings, *, app_id: str = "quantum-trader") -> faust.A
 
 @dataclass
 class AgentContext:
-    """What an agent's shell needs: its app, settings, serde, and counters."""
+    """What an agent's shell needs: its app, settings, serde, its own config section
+    (`AgentSpec.config[name]`, None if it has none), and counters."""
 
     app: faust.App
-    settings: Settings
+    settings: RuntimeSettings
     serde: AvroSerde
     name: str
+    config: Any = None
     processed: int = 0
     dead_letters: int = 0
 

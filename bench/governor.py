@@ -35,7 +35,7 @@ from agents.governor.codec import DECISION_SCHEMA, decision_from_avro
 from agents.governor.io import CommandSender, committed_offset, end_offset
 from agents.governor.model import Clock, Side, SlotRequest
 from bench.machine import KAFKA_BROKER, machine
-from quantum.config import Settings
+from quantum.app.settings import Settings
 from quantum.polling import wait_until
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology, delete_run_topics

@@ -6,8 +6,8 @@ import argparse
 import time
 
 from infra import local
-from quantum.cli import CliError
-from quantum.config import Settings
+from quantum.config import KitSettings
+from quantum.errors import CliError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=_status)
 
 
-def _up(args: argparse.Namespace, settings: Settings) -> int:
+def _up(args: argparse.Namespace, settings: KitSettings) -> int:
     started = time.monotonic()
     try:
         endpoints = local.up(settings.infra, with_registry=False if args.no_registry else None)
@@ -46,7 +46,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _down(args: argparse.Namespace, settings: Settings) -> int:
+def _down(args: argparse.Namespace, settings: KitSettings) -> int:
     started = time.monotonic()
     try:
         local.down(settings.infra, purge=args.purge)
@@ -57,7 +57,7 @@ def _down(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace, settings: Settings) -> int:
+def _status(args: argparse.Namespace, settings: KitSettings) -> int:
     st = local.status(settings.infra)
     print(("healthy" if st.healthy else "not running") + "\n" + st.detail)
     return 0 if st.healthy else 1

@@ -1,5 +1,5 @@
 import sys
 
-from quantum.cli import main
+from quantum.app.cli import main
 
 sys.exit(main())

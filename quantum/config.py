@@ -1,4 +1,9 @@
-"""One typed place for configuration: environment variables, an optional TOML file, defaults.
+"""The kit's configuration types and how a process reads them: env, a TOML file, defaults.
+
+The kit (serde, Kafka helpers, DLQ, infra, topology tools) types against
+`RuntimeSettings`, a Protocol, never against the composed application settings
+(`quantum.app.settings.Settings`, which adds every agent's section). `KitSettings`
+is the concrete loader with the kit's sections; the app subclasses it.
 
 Precedence: explicit arguments > environment > the TOML file named by `QT_CONFIG`
 (default `./quantum.toml` if present) > the defaults documented on each field.
@@ -11,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
@@ -20,8 +25,6 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-
-from agents.governor.config import GovernorConfig
 
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
@@ -70,28 +73,6 @@ class InfraSettings(BaseModel):
     start_timeout_s: float = 90.0
 
 
-class GovernorShellSettings(BaseModel):
-    """How the exactly-once governor loop batches and persists.
-
-    commands_per_transaction: upper bound of commands decided in one Kafka transaction;
-        one commit costs ~10-20 ms here, so batching is where throughput comes from.
-    max_batch_wait_ms: how long the loop waits to fill a batch before committing what it has.
-    snapshot_every: commands between state snapshots (restart replays at most this many).
-    transactional_id: fixed per deployment; a second instance with it fences the first.
-    clock_every_ms: event-time spacing of the Clock heartbeats the clock agent derives
-        from market ticks (reservations and rotation waits expire on them).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    commands_per_transaction: int = Field(100, ge=1)
-    max_batch_wait_ms: int = Field(5, ge=0)
-    snapshot_every: int = Field(1000, ge=1)
-    transactional_id: str = "quantum-governor"
-    clock_every_ms: int = Field(5_000, ge=1)
-    group_id: str = "quantum-governor"
-
-
 class MarketSettings(BaseModel):
     """universe: the symbols this deployment trades. A record for any other symbol is
     dead-lettered with UNKNOWN_SYMBOL at ingress. Empty (the default): any well-formed
@@ -113,8 +94,28 @@ class BinanceSettings(BaseModel):
     api_secret: SecretStr | None = None
 
 
-class Settings(BaseSettings):
-    """The whole configuration. `Settings()` reads env and file; tests pass overrides."""
+class RuntimeSettings(Protocol):
+    """What kit code, topology tools and agent shells need of the settings they are given.
+
+    `KitSettings` and the app's composed `Settings` both satisfy it; an agent that needs
+    its own section types against a Protocol extending this one (see
+    `agents/governor/config.py: GovernorSettings`).
+    """
+
+    @property
+    def kafka(self) -> KafkaSettings: ...
+    @property
+    def registry(self) -> RegistrySettings: ...
+    @property
+    def market(self) -> MarketSettings: ...
+
+    def topic(self, name: str) -> str: ...
+    def child_env(self, **extra: str) -> dict[str, str]: ...
+
+
+class KitSettings(BaseSettings):
+    """The kit's sections, read from env and file; `quantum.app.settings.Settings` adds the
+    agents' sections. Tests pass overrides as keyword arguments."""
 
     model_config = SettingsConfigDict(
         env_prefix="QT_",
@@ -127,8 +128,6 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     infra: InfraSettings = InfraSettings()
     market: MarketSettings = MarketSettings()
-    governor: GovernorConfig = GovernorConfig()
-    governor_shell: GovernorShellSettings = GovernorShellSettings()
     binance: BinanceSettings = BinanceSettings()
 
     # Conventional names, read as they are (they win over the nested QT_ forms).
@@ -183,11 +182,7 @@ class Settings(BaseSettings):
         env.update(extra)
         return env
 
-    def with_prefix(self, prefix: str) -> Settings:
+    def with_prefix(self, prefix: str) -> Self:
         return self.model_copy(
             update={"kafka": self.kafka.model_copy(update={"topic_prefix": prefix})}
         )
-
-
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]

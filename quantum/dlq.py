@@ -16,13 +16,19 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Producer
 
+from quantum.config import RuntimeSettings
 from quantum.errors import PoisonRecord
 from quantum.kafka_util import read_range
 from quantum.serde import AvroSerde
-from topologies.declaration import DLQ_SUFFIX
 
 DLQ_SCHEMA = "dead_letter.avsc"
+DLQ_SUFFIX = ".dlq"
 REPLAY_HEADER = "x-dlq-replay"
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic of a (logical or physical) topic name."""
+    return f"{topic}{DLQ_SUFFIX}"
 
 
 class SourceRecord(Protocol):
@@ -116,7 +122,11 @@ class DeadLetter:
 
 
 def read_dead_letters(
-    settings, dlq_topic: str, *, serde: AvroSerde | None = None, timeout_s: float = 30.0
+    settings: RuntimeSettings,
+    dlq_topic: str,
+    *,
+    serde: AvroSerde | None = None,
+    timeout_s: float = 30.0,
 ) -> Iterator[DeadLetter]:
     """Every dead letter currently in `dlq_topic` (physical name), oldest first."""
     if not dlq_topic.endswith(DLQ_SUFFIX):
@@ -131,7 +141,7 @@ def read_dead_letters(
 
 
 def replay(
-    settings,
+    settings: RuntimeSettings,
     dlq_topic: str,
     *,
     offsets: set[int] | None = None,

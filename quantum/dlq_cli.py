@@ -7,11 +7,10 @@ import json
 
 from confluent_kafka import Consumer
 
-from quantum.cli import CliError
-from quantum.config import Settings
-from quantum.dlq import read_dead_letters, replay
+from quantum.config import RuntimeSettings
+from quantum.dlq import DLQ_SUFFIX, read_dead_letters, replay
+from quantum.errors import CliError
 from quantum.kafka_util import end_offsets
-from topologies.declaration import DLQ_SUFFIX
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -35,12 +34,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rp.set_defaults(func=_replay)
 
 
-def _dlq_name(settings: Settings, topic: str) -> str:
+def _dlq_name(settings: RuntimeSettings, topic: str) -> str:
     logical = topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX
     return settings.topic(logical)
 
 
-def _list(args: argparse.Namespace, settings: Settings) -> int:
+def _list(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     if args.topic:
         name = _dlq_name(settings, args.topic)
         count = 0
@@ -61,14 +60,14 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _letters(settings: Settings, name: str):
+def _letters(settings: RuntimeSettings, name: str):
     try:
         yield from read_dead_letters(settings, name)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
 
 
-def _show(args: argparse.Namespace, settings: Settings) -> int:
+def _show(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     name = _dlq_name(settings, args.topic)
     for letter in _letters(settings, name):
         if letter.offset == args.offset:
@@ -84,7 +83,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     raise CliError(f"no dead letter at offset {args.offset} in {name}")
 
 
-def _replay(args: argparse.Namespace, settings: Settings) -> int:
+def _replay(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     name = _dlq_name(settings, args.topic)
     try:
         done = replay(settings, name, offsets=None if args.all else set(args.offset))

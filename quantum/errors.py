@@ -13,7 +13,8 @@ class PoisonRecord(Exception):
     """A record that can never be processed; `reason` is a short, stable code for the DLQ.
 
     Codes: MALFORMED_FRAME, UNKNOWN_SCHEMA_ID, SCHEMA_MISMATCH (decode);
-    INVALID_VALUE, UNKNOWN_SYMBOL (semantic validation).
+    INVALID_VALUE, UNKNOWN_SYMBOL (semantic validation); MALFORMED_ROW, OUT_OF_ORDER,
+    DUPLICATE_BAR (a row of a market-data file, `quantum.marketdata`).
     """
 
     def __init__(self, reason: str, message: str) -> None:
@@ -48,3 +49,7 @@ class SchemaRegistrationError(RuntimeError):
         super().__init__(f"{subject}: {message}")
         self.subject = subject
         self.status = status
+
+
+class CliError(Exception):
+    """A failure the user can act on: `quantum` prints it as one line and exits 2."""

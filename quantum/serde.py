@@ -29,7 +29,7 @@ from quantum.errors import DecodeError, EncodeError, RegistryUnavailable, Schema
 from quantum.schemas import parse_runtime, runtime_schema, schema_text
 
 if TYPE_CHECKING:
-    from quantum.config import Settings
+    from quantum.config import RuntimeSettings
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
@@ -77,7 +77,7 @@ class AvroSerde:
         self._readers: dict[tuple[int, str], Any] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AvroSerde:
+    def from_settings(cls, settings: RuntimeSettings) -> AvroSerde:
         return cls.from_url(settings.registry.url, timeout_s=settings.registry.timeout_s)
 
     @classmethod

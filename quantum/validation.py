@@ -8,8 +8,10 @@ them would be a real-money bug. The rules come mostly from the schema files them
 - a `timestamp-millis` field must be > 0;
 - a field named `symbol` must match `^[A-Z0-9]{2,20}$` and, when a universe is given,
   be in it (else UNKNOWN_SYMBOL);
-- a few cross-field rules per record (high >= low, the kline event id, order prices by
-  type, confidence in [0, 1], leverage >= 1, finite scores).
+- a few cross-field rules per record (a kline's low <= open, close <= high and its event
+  id, order prices by type, confidence in [0, 1], leverage >= 1, finite scores);
+- a record whose `end_of_stream` field is set is an end-of-stream marker
+  (`quantum.end_of_stream`): only the marker is checked, the other fields are placeholders.
 
 Every failure is an `InvalidRecord` naming the field, so the dead letter says what to fix.
 """
@@ -23,6 +25,8 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from quantum.end_of_stream import FIELD as MARKER_FIELD
+from quantum.end_of_stream import EndOfStream
 from quantum.errors import InvalidRecord
 from quantum.schemas import load_schema, parse_decimal
 
@@ -82,10 +86,14 @@ def _compile_record(schema: dict[str, Any]) -> _Check:
     extra = _EXTRA.get(rec_name)
     if extra is not None:
         checks.append(extra)
+    carries_marker = any(f["name"] == MARKER_FIELD for f in schema["fields"])
 
     def check(value: dict[str, Any], prefix: str, universe: frozenset[str] | None) -> None:
         if not isinstance(value, dict):
             raise InvalidRecord("INVALID_VALUE", f"{prefix or rec_name}: not a record")
+        if carries_marker and value.get(MARKER_FIELD) is not None:
+            _end_of_stream(value[MARKER_FIELD], prefix + MARKER_FIELD)
+            return  # a marker's other fields are placeholders
         for c in checks:
             c(value, prefix, universe)
 
@@ -172,11 +180,26 @@ def _kline(value: dict[str, Any], prefix: str, _u: frozenset[str] | None) -> Non
     low = decimal_field(value, "low", prefix + "low")
     if high is not None and low is not None and high < low:
         raise _bad(prefix + "high", f"= {value['high']!r} is below low {value['low']!r}")
+    for name in ("open", "close"):
+        price = decimal_field(value, name, prefix + name)
+        if price is not None and high is not None and low is not None and not low <= price <= high:
+            raise _bad(
+                prefix + name,
+                f"= {value[name]!r} is outside the bar's range [{value['low']}, {value['high']}]",
+            )
     if value["close_time"] < value["open_time"]:
         raise _bad(prefix + "close_time", "is before open_time")
     expected = f"{value['symbol']}:{value['interval']}:{value['open_time']}"
     if value.get("event_id") != expected:
         raise _bad(prefix + "event_id", f"= {value.get('event_id')!r}, expected {expected!r}")
+
+
+def _end_of_stream(marker: Any, path: str) -> None:
+    """An end-of-stream marker (quantum.end_of_stream): what it covers must add up."""
+    try:
+        EndOfStream.from_avro(marker)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad(path, f"is not a valid end-of-stream marker ({exc})") from None
 
 
 def _finite(

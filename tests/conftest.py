@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from quantum.config import Settings
+from quantum.app.settings import Settings
 from topologies.apply import delete_run_topics
 
 # Hypothesis profiles for the whole session: `dev` for the quick local loop, `ci` (10x the

@@ -9,6 +9,7 @@ policy, retention) is reported, and repaired only when asked (`fix_configs`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
@@ -20,9 +21,9 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from quantum.config import Settings
+from quantum.config import RuntimeSettings
 from quantum.polling import wait_until
-from topologies.declaration import TOPOLOGY, TopicSpec, Topology
+from topologies.declaration import TOPOLOGY, Processor, TopicSpec, Topology
 
 ADMIN_TIMEOUT_S = 30.0
 
@@ -63,12 +64,12 @@ class ApplyReport:
         return "\n".join(lines)
 
 
-def admin_client(settings: Settings) -> AdminClient:
+def admin_client(settings: RuntimeSettings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
 
 
 def apply_topology(
-    settings: Settings,
+    settings: RuntimeSettings,
     topology: Topology = TOPOLOGY,
     *,
     fix_configs: bool = False,
@@ -122,7 +123,7 @@ def apply_topology(
     return report
 
 
-def delete_run_topics(settings: Settings, *, admin: AdminClient | None = None) -> list[str]:
+def delete_run_topics(settings: RuntimeSettings, *, admin: AdminClient | None = None) -> list[str]:
     """Delete every topic of this run's prefix, so a test or benchmark leaves nothing behind.
 
     Refuses an empty prefix (that would be every topic). A topic already gone is fine.
@@ -206,11 +207,11 @@ def _alter_configs(admin: AdminClient, name: str, spec: TopicSpec) -> None:
     )
 
 
-def render_graph(topology: Topology = TOPOLOGY) -> str:
-    """Plain-text graph: each agent with what it reads and writes."""
+def render_graph(agents: Sequence[Processor], topology: Topology = TOPOLOGY) -> str:
+    """Plain-text graph: each agent with what it reads and writes, then every topic."""
     lines = []
-    for agent in topology.agents:
-        lines.append(f"{agent.name}  [{agent.guarantee}]")
+    for agent in agents:
+        lines.append(f"{agent.name}  [{agent.guarantee_text}]")
         lines += [f"  <- {topic}" for topic in agent.reads]
         lines += [f"  -> {topic}" for topic in agent.writes]
     lines.append("")
@@ -224,18 +225,18 @@ def render_graph(topology: Topology = TOPOLOGY) -> str:
     return "\n".join(lines)
 
 
-def render_mermaid(topology: Topology = TOPOLOGY) -> str:
+def render_mermaid(agents: Sequence[Processor], topology: Topology = TOPOLOGY) -> str:
     """The same graph as a Mermaid flowchart (docs/topology.md embeds it)."""
 
     def node(topic: str) -> str:
         return "t_" + topic.replace(".", "_").replace("-", "_")
 
     lines = ["flowchart LR"]
-    topics = sorted({t for a in topology.agents for t in (*a.reads, *a.writes)})
+    topics = sorted({t for a in agents for t in (*a.reads, *a.writes)})
     for topic in topics:
         spec = topology.topic(topic)
         lines.append(f'  {node(topic)}[("{topic}<br/>{spec.partitions}p")]')
-    for agent in topology.agents:
+    for agent in agents:
         lines.append(f"  a_{agent.name}{{{{{agent.name}}}}}")
         lines += [f"  {node(t)} --> a_{agent.name}" for t in agent.reads]
         lines += [f"  a_{agent.name} --> {node(t)}" for t in agent.writes]

@@ -1,20 +1,25 @@
-"""Every topic of the platform and which agent reads and writes it.
+"""Every topic of the platform.
 
 This is the one list of topic names: code refers to topics through the constants
-below, `quantum topology apply` creates them, `quantum topology show` draws them.
-Names are logical; `Settings.topic(name)` adds the run's prefix.
+below, `quantum topology apply` creates them, `quantum topology show` draws them with
+the agents that read and write them (each agent names its topics in its own
+`agents/<name>/spec.py`; the app joins the two). Names are logical;
+`settings.topic(name)` adds the run's prefix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from quantum.dlq import dlq_topic
 
 DAY_MS = 24 * 60 * 60 * 1000
 
 MARKET_TICKS = "market.ticks"
 AI_SIGNALS = "ai.signals"
 TRADE_INTENTS = "trade.intents"
+TRADE_REJECTIONS = "trade.rejections"
 PORTFOLIO = "portfolio"
 PORTFOLIO_DECISIONS = "portfolio.decisions"
 GOVERNOR_SNAPSHOTS = "portfolio.governor-snapshots"
@@ -23,13 +28,6 @@ EXECUTION_RESULTS = "execution.results"
 POSITIONS = "positions"
 EXIT_INTENTS = "exit.intents"
 PASSTHROUGH_OUT = "smoke.passthrough"
-
-DLQ_SUFFIX = ".dlq"
-
-
-def dlq_topic(topic: str) -> str:
-    """The dead-letter topic of a (logical or physical) topic name."""
-    return f"{topic}{DLQ_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -55,21 +53,23 @@ class TopicSpec:
         return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
 
 
-@dataclass(frozen=True)
-class AgentSpec:
-    name: str
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-    doc: str
-    guarantee: Literal["at_least_once (idempotent)", "exactly_once (transactions)"] = (
-        "at_least_once (idempotent)"
-    )
+class Processor(Protocol):
+    """What the topology needs to know of an agent to draw it: the agents themselves are
+    declared in `agents/<name>/spec.py` (agents import the topology, never the reverse)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def reads(self) -> tuple[str, ...]: ...
+    @property
+    def writes(self) -> tuple[str, ...]: ...
+    @property
+    def guarantee_text(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class Topology:
     topics: tuple[TopicSpec, ...]
-    agents: tuple[AgentSpec, ...] = field(default=())
 
     def topic(self, name: str) -> TopicSpec:
         for spec in self.topics:
@@ -99,6 +99,12 @@ TOPOLOGY = Topology(
         TopicSpec(MARKET_TICKS, 6, "market.ticks.avsc", "Closed klines per symbol."),
         TopicSpec(AI_SIGNALS, 6, "ai.signals.avsc", "Model signals: direction and confidence."),
         TopicSpec(TRADE_INTENTS, 6, "trade.intents.avsc", "Selected signals, sized: want to open."),
+        TopicSpec(
+            TRADE_REJECTIONS,
+            6,
+            "trade.rejections.avsc",
+            "Candidates turned down by selection or sizing, each with its reason.",
+        ),
         TopicSpec(
             PORTFOLIO,
             1,
@@ -142,27 +148,6 @@ TOPOLOGY = Topology(
             "market.ticks.avsc",
             "Smoke flow: ticks relayed unchanged by the pass-through agent.",
             retention_ms=DAY_MS,
-        ),
-    ),
-    agents=(
-        AgentSpec(
-            "passthrough",
-            (MARKET_TICKS,),
-            (PASSTHROUGH_OUT,),
-            "Relays ticks unchanged; proves decoding, validation and the DLQ path.",
-        ),
-        AgentSpec(
-            "clock",
-            (MARKET_TICKS,),
-            (PORTFOLIO,),
-            "Event-time heartbeats for the governor, one per clock_every_ms of tick time.",
-        ),
-        AgentSpec(
-            "governor",
-            (PORTFOLIO,),
-            (PORTFOLIO_DECISIONS, GOVERNOR_SNAPSHOTS),
-            "Decides every slot; transactional consume-decide-produce loop.",
-            guarantee="exactly_once (transactions)",
         ),
     ),
 )

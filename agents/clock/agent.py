@@ -4,29 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.clock.config import ClockConfig
 from agents.clock.core import heartbeat
-from agents.governor.codec import COMMAND_SCHEMA, command_to_avro
+from agents.governor.codec import COMMAND_SCHEMA
 from agents.runtime import AgentContext, guarded_events
+from quantum.records import tagged
 from topologies.declaration import MARKET_TICKS, PORTFOLIO, TOPOLOGY
 
-NAME = "clock"
 TICK_SCHEMA = TOPOLOGY.topic(MARKET_TICKS).schema or ""
 
 
 def register(ctx: AgentContext) -> None:
     source = ctx.raw_topic(MARKET_TICKS)
-    every_ms = ctx.settings.governor_shell.clock_every_ms
+    config: ClockConfig = ctx.config or ClockConfig()
+    every_ms = config.every_ms
     last: dict[int, int | None] = {}  # per tick partition; a restart may repeat one bucket
 
     async def handle(tick: dict[str, Any], event: Any) -> None:
         partition = event.message.partition
         last[partition], clock = heartbeat(last.get(partition), tick["close_time"], every_ms)
         if clock is not None:
-            await ctx.send(
-                PORTFOLIO, command_to_avro(clock), schema_file=COMMAND_SCHEMA, key=b"portfolio"
-            )
+            command = {"command": tagged(clock)}  # the Clock branch of the command union
+            await ctx.send(PORTFOLIO, command, schema_file=COMMAND_SCHEMA, key=b"portfolio")
 
-    @ctx.app.agent(source, name=NAME)
+    @ctx.app.agent(source, name=ctx.name)
     async def clock(stream):  # type: ignore[no-untyped-def]
         async for _ in guarded_events(ctx, stream, schema_file=TICK_SCHEMA, handler=handle):
             pass

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from quantum.config import RuntimeSettings
 
 
 class GovernorConfig(BaseModel):
@@ -30,3 +34,38 @@ class GovernorConfig(BaseModel):
     rotation_timeout_ms: int = Field(120_000, ge=0)
     reservation_ttl_ms: int = Field(120_000, ge=0)
     symbol_cooldown_ms: int = Field(180_000, ge=0)
+
+
+class GovernorShellSettings(BaseModel):
+    """How the exactly-once governor loop batches and persists.
+
+    commands_per_transaction: upper bound of commands decided in one Kafka transaction
+        (default 100); one commit costs ~10-20 ms here, so batching is where throughput
+        comes from.
+    max_batch_wait_ms: how long the loop waits to fill a batch before committing what it
+        has (default 5).
+    snapshot_every: commands between state snapshots (default 1000; a restart replays at
+        most this many).
+    transactional_id: fixed per deployment (default "quantum-governor"); a second instance
+        with it fences the first.
+    group_id: the consumer group whose committed offset marks the decided prefix
+        (default "quantum-governor").
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    commands_per_transaction: int = Field(100, ge=1)
+    max_batch_wait_ms: int = Field(5, ge=0)
+    snapshot_every: int = Field(1000, ge=1)
+    transactional_id: str = "quantum-governor"
+    group_id: str = "quantum-governor"
+
+
+class GovernorSettings(RuntimeSettings, Protocol):
+    """What the governor's shell and tools need of the composed settings: the kit's
+    runtime plus its two sections (`governor`, `governor_shell`)."""
+
+    @property
+    def governor(self) -> GovernorConfig: ...
+    @property
+    def governor_shell(self) -> GovernorShellSettings: ...

@@ -5,7 +5,7 @@ of the portfolio topic yields the same decisions, and the Kafka shell can snapsh
 state with its offsets in one transaction. The semantics are written out in
 docs/governor.md; the invariant (open + reserved <= max_open_positions, grants only
 below the active slots, one final decision per intent) is what the property tests and
-`quantum.audit.portfolio` check.
+`agents.governor.audit` check.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ from agents.governor.codec import (
     command_to_avro,
     decision_from_avro,
 )
+from agents.governor.config import GovernorSettings
 from agents.governor.model import Command, Decision
+from quantum.config import RuntimeSettings
 from quantum.errors import InvalidRecord, PoisonRecord
 from quantum.kafka_util import high_watermarks, read_range
 from quantum.serde import AvroSerde
@@ -48,7 +50,9 @@ def decode_command(serde: AvroSerde, topic: str, data: bytes) -> Command:
 class CommandSender:
     """Produces governor commands to the single-partition portfolio topic (idempotent producer)."""
 
-    def __init__(self, settings, *, serde: AvroSerde | None = None, linger_ms: int = 5) -> None:
+    def __init__(
+        self, settings: RuntimeSettings, *, serde: AvroSerde | None = None, linger_ms: int = 5
+    ) -> None:
         self.topic = settings.topic(PORTFOLIO)
         self.serde = serde or AvroSerde.from_settings(settings)
         self.producer = Producer(
@@ -97,7 +101,7 @@ class LoggedDecision:
 
 
 def _read_partition(
-    settings, topic: str, *, timeout_s: float, isolation: str = "read_committed"
+    settings: RuntimeSettings, topic: str, *, timeout_s: float, isolation: str = "read_committed"
 ) -> Iterator[tuple[int, bytes]]:
     """(offset, value) of every record of the single partition, up to its end now."""
     end = high_watermarks(settings.kafka.bootstrap, topic, [0], timeout_s)[0]
@@ -108,7 +112,7 @@ def _read_partition(
 
 
 def read_decisions(
-    settings,
+    settings: RuntimeSettings,
     *,
     serde: AvroSerde | None = None,
     timeout_s: float = 120.0,
@@ -126,7 +130,7 @@ def read_decisions(
 
 
 def read_commands(
-    settings, *, serde: AvroSerde | None = None, timeout_s: float = 120.0
+    settings: RuntimeSettings, *, serde: AvroSerde | None = None, timeout_s: float = 120.0
 ) -> tuple[list[tuple[int, Command]], list[int]]:
     """Decodable commands with their offsets, and the offsets of undecodable ones."""
     serde = serde or AvroSerde.from_settings(settings)
@@ -141,7 +145,7 @@ def read_commands(
     return good, poison
 
 
-def committed_offset(settings, group_id: str | None = None) -> int:
+def committed_offset(settings: GovernorSettings, group_id: str | None = None) -> int:
     """The governor's committed position in the portfolio topic (0 if none yet)."""
     consumer = Consumer(
         {
@@ -158,5 +162,5 @@ def committed_offset(settings, group_id: str | None = None) -> int:
         consumer.close()
 
 
-def end_offset(settings, logical_topic: str = PORTFOLIO) -> int:
+def end_offset(settings: RuntimeSettings, logical_topic: str = PORTFOLIO) -> int:
     return high_watermarks(settings.kafka.bootstrap, settings.topic(logical_topic), [0], 30)[0]

@@ -43,6 +43,7 @@ from confluent_kafka import (
 )
 
 from agents.governor.codec import DECISION_SCHEMA, decision_to_avro
+from agents.governor.config import GovernorSettings
 from agents.governor.core import GovernorCore
 from agents.governor.io import decode_command
 from agents.governor.model import Command, Decision
@@ -84,7 +85,7 @@ class GovernorShell:
 
     def __init__(
         self,
-        settings,  # quantum.config.Settings (untyped here to keep the import graph one-way)
+        settings: GovernorSettings,
         *,
         serde: AvroSerde | None = None,
         instance: str = "governor",
@@ -346,3 +347,15 @@ class GovernorShell:
 def _is_soft_error(msg: Message) -> bool:
     err = msg.error()
     return err is not None and err.code() == KafkaError._PARTITION_EOF
+
+
+def run(
+    settings: GovernorSettings, stop: Callable[[], bool], instance: str = "governor"
+) -> BatchStats:
+    """The governor's entry point for a worker (agents/governor/spec.py): decide until
+    `stop()`; raises GovernorFenced when a newer instance took over."""
+    shell = GovernorShell(settings, instance=instance)
+    try:
+        return shell.run(stop)
+    finally:
+        shell.close()

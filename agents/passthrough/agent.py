@@ -8,7 +8,6 @@ from agents.passthrough.core import relay
 from agents.runtime import AgentContext, guarded_events
 from topologies.declaration import MARKET_TICKS, PASSTHROUGH_OUT, TOPOLOGY
 
-NAME = "passthrough"
 SCHEMA = TOPOLOGY.topic(MARKET_TICKS).schema or ""
 
 
@@ -19,7 +18,7 @@ def register(ctx: AgentContext) -> None:
         key, value = relay(tick)
         await ctx.send(PASSTHROUGH_OUT, value, schema_file=SCHEMA, key=key)
 
-    @ctx.app.agent(source, name=NAME)
+    @ctx.app.agent(source, name=ctx.name)
     async def passthrough(stream):  # type: ignore[no-untyped-def]
         universe = ctx.settings.market.universe_or_none()
         async for _ in guarded_events(

@@ -34,7 +34,7 @@ from agents.governor.model import (
     SlotRelease,
     SlotRequest,
 )
-from quantum.config import Settings
+from quantum.app.settings import Settings
 from quantum.serde import AvroSerde
 from topologies.declaration import PORTFOLIO_DECISIONS
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.governor.audit import audit_decisions
 from agents.governor.io import (
     CommandSender,
     committed_offset,
@@ -28,8 +29,7 @@ from agents.governor.io import (
 )
 from agents.governor.model import Clock, SlotRequest
 from agents.governor.shell import EXIT_FENCED
-from quantum.audit.portfolio import audit_decisions
-from quantum.config import Settings
+from quantum.app.settings import Settings
 from quantum.polling import wait_until
 from topologies.apply import apply_topology
 

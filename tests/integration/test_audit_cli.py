@@ -13,8 +13,8 @@ from agents.governor.codec import decision_to_avro
 from agents.governor.io import CommandSender, read_decisions
 from agents.governor.model import Side, SlotRequest
 from agents.governor.shell import GovernorShell
-from quantum.cli import main as cli_main
-from quantum.config import Settings
+from quantum.app.cli import main as cli_main
+from quantum.app.settings import Settings
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology
 from topologies.declaration import PORTFOLIO_DECISIONS

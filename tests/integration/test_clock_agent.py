@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 from agents.governor.core import GovernorCore
 from agents.governor.io import CommandSender, read_commands
 from agents.governor.model import Clock, DecisionKind, Side, SlotRequest
-from quantum.config import Settings
+from quantum.app.settings import Settings
 from quantum.marketdata import sample_klines
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology
@@ -30,7 +30,7 @@ def test_ticks_become_deduplicable_heartbeats(settings: Settings, tmp_path: Path
     proc = subprocess.Popen(
         [sys.executable, "-m", "quantum", "worker", "--agents", "clock"],
         cwd=REPO,
-        env=settings.child_env(QT_GOVERNOR_SHELL__CLOCK_EVERY_MS="300000"),  # 5 minutes
+        env=settings.child_env(QT_CLOCK__EVERY_MS="300000"),  # 5 minutes
         stdout=(tmp_path / "worker.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -40,7 +40,7 @@ def test_ticks_become_deduplicable_heartbeats(settings: Settings, tmp_path: Path
         sender = CommandSender(settings, serde=serde)
         sender.send(reserve)
         sender.flush()
-        ticks = list(sample_klines())[:90]  # 30 minutes of 3 symbols
+        ticks = list(sample_klines())[:300]  # 30 minutes of 10 symbols
         topic = settings.topic(MARKET_TICKS)
         producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
         for tick in ticks:

@@ -31,7 +31,7 @@ from agents.governor.model import (
     SlotRequest,
 )
 from agents.governor.shell import GovernorFenced, GovernorShell
-from quantum.config import Settings
+from quantum.app.settings import Settings
 from quantum.dlq import read_dead_letters
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from infra import cli, local
-from quantum.config import InfraSettings, Settings
+from quantum.app.settings import Settings
+from quantum.config import InfraSettings
 
 pytestmark = pytest.mark.broker
 

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import Schema
 
-from quantum import schema_cli, schema_tool, schemas
-from quantum.config import Settings
+from quantum import schemas
+from quantum.app.settings import Settings
 from quantum.errors import DecodeError, InvalidRecord, SchemaRegistrationError
 from quantum.serde import AvroSerde
 from quantum.validation import validate
 from tests.unit.test_serde import sample_records
+from topologies import schema_cli, schema_tool
 from topologies.declaration import MARKET_TICKS, TOPOLOGY
 
 pytestmark = pytest.mark.broker
@@ -188,7 +189,7 @@ def test_subject_compatibility_level_is_enforced(reg_settings: Settings) -> None
 def test_cli_unknown_topic_is_a_user_error(reg_settings: Settings) -> None:
     import argparse
 
-    from quantum.cli import CliError
+    from quantum.errors import CliError
 
     with pytest.raises(CliError, match=r"no\.such\.topic"):
         schema_cli._check(argparse.Namespace(topic=["no.such.topic"], verbose=False), reg_settings)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from quantum.cli import main as cli_main
-from quantum.config import Settings
+from quantum.app.cli import main as cli_main
+from quantum.app.settings import Settings
 from topologies.apply import apply_topology
 from topologies.declaration import PORTFOLIO, TOPOLOGY
 

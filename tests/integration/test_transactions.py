@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka import TopicPartition as Tp
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from quantum.config import Settings
+from quantum.app.settings import Settings
 
 pytestmark = pytest.mark.broker
 

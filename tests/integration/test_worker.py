@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 
 from agents.governor.io import CommandSender, read_decisions
 from agents.governor.model import DecisionKind, Side, SlotRequest
-from quantum.config import Settings
+from quantum.app.settings import Settings
 from quantum.kafka_util import end_offsets
 from quantum.marketdata import sample_klines
 from quantum.serde import AvroSerde

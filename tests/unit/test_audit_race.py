@@ -7,12 +7,16 @@ import random
 
 import pytest
 
+from agents.governor.audit import audit_decisions
 from agents.governor.config import GovernorConfig
 from agents.governor.core import GovernorCore
 from agents.governor.model import DecisionKind, Regime, SetRegime
-from quantum.audit.portfolio import audit_decisions
-from quantum.simulation.audited_design import AuditedParams, simulate_audited, simulate_governor
-from quantum.simulation.scenario import audit_like
+from agents.governor.simulation.audited_design import (
+    AuditedParams,
+    simulate_audited,
+    simulate_governor,
+)
+from agents.governor.simulation.scenario import audit_like
 
 SEEDS = range(6)
 LIMIT = GovernorConfig().max_open_positions  # 10, the audit's limit

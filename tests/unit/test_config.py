@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quantum.config import Settings
+from quantum.app.settings import Settings
 
 
 def test_defaults_are_the_audits_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,3 +70,17 @@ def test_child_env_hands_the_same_broker_registry_and_prefix_to_a_child(
         "http://r/ccompat",
         "p.x",
     )
+
+
+def test_the_kit_reads_its_own_sections_and_the_app_adds_the_agents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from quantum.config import KitSettings
+
+    monkeypatch.setenv("QT_KAFKA__TOPIC_PREFIX", "k.")
+    monkeypatch.setenv("QT_CLOCK__EVERY_MS", "60000")
+    kit = KitSettings()
+    assert kit.topic("x") == "k.x" and not hasattr(kit, "governor")
+    s = Settings()
+    assert issubclass(Settings, KitSettings)
+    assert (s.topic("x"), s.clock.every_ms, s.governor.max_open_positions) == ("k.x", 60_000, 10)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.governor.audit import audit_decisions
 from agents.governor.config import GovernorConfig
 from agents.governor.core import GovernorCore
 from agents.governor.model import (
@@ -32,7 +33,6 @@ from agents.governor.model import (
     SlotRelease,
     SlotRequest,
 )
-from quantum.audit.portfolio import audit_decisions
 
 SYMBOLS = ("A", "B", "C", "D", "E")
 FAR_FUTURE = 10**12

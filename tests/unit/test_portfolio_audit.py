@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal
 
+from agents.governor.audit import audit_decisions
 from agents.governor.config import GovernorConfig
 from agents.governor.core import GovernorCore
 from agents.governor.model import (
@@ -24,7 +25,6 @@ from agents.governor.model import (
     SlotRelease,
     SlotRequest,
 )
-from quantum.audit.portfolio import audit_decisions
 
 K = DecisionKind
 

@@ -17,7 +17,6 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from quantum.errors import DecodeError, EncodeError, PoisonRecord
-from quantum.faust_codec import AvroCodec, codec_name, register_codec
 from quantum.schemas import (
     SCHEMA_DIR,
     format_decimal,
@@ -48,6 +47,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
             "volume": "12.345",
             "trades": 321,
             "source": "REPLAY",
+            "end_of_stream": None,
         },
         "ai.signals.avsc": {
             "signal_id": "sig-1",
@@ -71,6 +71,18 @@ def sample_records() -> dict[str, dict[str, Any]]:
             "quantity": None,
             "notional": None,
             "event_time": T0,
+            "end_of_stream": None,
+        },
+        "trade.rejections.avsc": {
+            "rejection_id": "sig-1:SELECTION:CORRELATED",
+            "stage": "SELECTION",
+            "reason": "CORRELATED",
+            "symbol": "ETHUSDT",
+            "signal_id": "sig-1",
+            "intent_id": None,
+            "detail": "return correlation 0.871 with BTCUSDT >= 0.8",
+            "event_time": T0,
+            "end_of_stream": None,
         },
         "portfolio.avsc": {
             "command": (
@@ -436,19 +448,3 @@ def test_schema_text_is_stable() -> None:
     for name in schema_files():
         assert schema_text(name) == schema_text(name)
         assert json.loads(schema_text(name)) == load_schema(name)
-
-
-def test_faust_codec_round_trip(serde: AvroSerde) -> None:
-    import faust.serializers.codecs as fc
-
-    codec = AvroCodec(serde, "f.orders", "orders.avsc")
-    value = sample_records()["orders.avsc"]
-    data = codec.dumps(value)
-    assert data[0] == 0
-    assert codec.loads(data) == value
-    assert codec.clone().loads(data) == value  # Faust clones codecs from their kwargs
-    name = register_codec(serde, "f.orders", "orders.avsc")
-    assert name == codec_name("f.orders")
-    assert fc.get_codec(name).loads(data) == value
-    with pytest.raises(DecodeError):
-        codec.loads(b"nope")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agents.registry import REGISTRY
 from topologies.apply import render_graph, render_mermaid
 from topologies.declaration import (
     PORTFOLIO,
@@ -19,7 +20,7 @@ def test_the_portfolio_and_its_decisions_have_exactly_one_partition() -> None:
 
 def test_every_topic_an_agent_reads_has_a_dead_letter_topic() -> None:
     names = {t.name for t in TOPOLOGY.all_topics()}
-    for agent in TOPOLOGY.agents:
+    for agent in REGISTRY:
         for topic in agent.reads:
             assert dlq_topic(topic) in names, f"{agent.name} reads {topic} without a DLQ"
 
@@ -28,7 +29,7 @@ def test_agents_only_name_declared_topics_and_schemas_exist() -> None:
     from quantum.schemas import SCHEMA_DIR
 
     names = {t.name for t in TOPOLOGY.topics}
-    for agent in TOPOLOGY.agents:
+    for agent in REGISTRY:
         assert set(agent.reads) | set(agent.writes) <= names
     for spec in TOPOLOGY.all_topics():
         if spec.schema:
@@ -36,7 +37,22 @@ def test_agents_only_name_declared_topics_and_schemas_exist() -> None:
 
 
 def test_renderings_name_every_agent() -> None:
-    text, mermaid = render_graph(), render_mermaid()
+    agents = tuple(REGISTRY)
+    text, mermaid = render_graph(agents), render_mermaid(agents)
     assert mermaid.startswith("flowchart LR")
-    for agent in TOPOLOGY.agents:
+    for agent in REGISTRY:
         assert agent.name in text and f"a_{agent.name}" in mermaid
+
+
+def test_docs_show_the_graph_as_declared() -> None:
+    """docs/topology.md is generated; regenerate it with `quantum topology show [--mermaid]`."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "topology.md").read_text()
+    agents = tuple(REGISTRY)
+    for block, rendered in (("mermaid", render_mermaid(agents)), ("text", render_graph(agents))):
+        start = doc.index(f"```{block}\n") + len(f"```{block}\n")
+        assert doc[start : doc.index("```", start)].strip() == rendered.strip(), (
+            f"docs/topology.md's {block} block is stale: paste `quantum topology show"
+            f"{' --mermaid' if block == 'mermaid' else ''}`"
+        )

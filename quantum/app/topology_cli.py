@@ -1,10 +1,11 @@
-"""`quantum topology apply | show`."""
+"""`quantum topology apply | show`: the declared topics joined with the registered agents."""
 
 from __future__ import annotations
 
 import argparse
 
-from quantum.config import Settings
+from agents.registry import REGISTRY
+from quantum.config import RuntimeSettings
 from topologies.apply import apply_topology, render_graph, render_mermaid
 
 
@@ -25,12 +26,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(func=_show)
 
 
-def _apply(args: argparse.Namespace, settings: Settings) -> int:
+def _apply(args: argparse.Namespace, settings: RuntimeSettings) -> int:
     report = apply_topology(settings, fix_configs=args.fix_configs)
     print(report.render())
     return 0 if report.ok else 1
 
 
-def _show(args: argparse.Namespace, settings: Settings) -> int:
-    print(render_mermaid() if args.mermaid else render_graph())
+def _show(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    agents = tuple(REGISTRY)
+    print(render_mermaid(agents) if args.mermaid else render_graph(agents))
     return 0

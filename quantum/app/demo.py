@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -22,11 +23,11 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from agents.governor.audit import audit_decisions
 from agents.governor.io import CommandSender, committed_offset, end_offset, read_decisions
 from agents.governor.model import Clock, Regime, SetRegime, Side, SlotFilled, SlotRequest
-from quantum.audit.portfolio import audit_decisions
-from quantum.cli import CliError
-from quantum.config import Settings
+from quantum.app.settings import Settings
+from quantum.errors import CliError
 from quantum.kafka_util import end_offsets
 from quantum.marketdata import sample_klines
 from quantum.polling import wait_until
@@ -34,7 +35,7 @@ from quantum.serde import AvroSerde
 from topologies.apply import apply_topology
 from topologies.declaration import MARKET_TICKS, PASSTHROUGH_OUT, TOPOLOGY, dlq_topic
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -136,6 +137,11 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+# The sample holds 43,200 bars (3 days x 10 symbols); the pass-through stage only shows
+# the runtime and its dead letters, so 5 hours of bars are enough.
+DEMO_TICKS = 3_000
+
+
 def _produce_ticks(settings: Settings) -> int:
     serde = AvroSerde.from_settings(settings)
     topic = settings.topic(MARKET_TICKS)
@@ -143,7 +149,7 @@ def _produce_ticks(settings: Settings) -> int:
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True})
     count = 0
     last: dict | None = None
-    for kline in sample_klines():
+    for kline in itertools.islice(sample_klines(), DEMO_TICKS):
         producer.produce(
             topic,
             key=kline["symbol"].encode(),
@@ -180,8 +186,8 @@ def _race_comparison(seeds: range = range(8)) -> None:
     """Max open positions of the audited design vs our governor core, seed by seed."""
     import random
 
-    from quantum.simulation.audited_design import simulate_audited, simulate_governor
-    from quantum.simulation.scenario import audit_like
+    from agents.governor.simulation.audited_design import simulate_audited, simulate_governor
+    from agents.governor.simulation.scenario import audit_like
 
     print("seed  audited design  governor   (limit 10)")
     for seed in seeds:

@@ -2,7 +2,8 @@
 
 Each command group lives beside its concern and exposes `add_commands(subparsers)`,
 which adds its parsers with `set_defaults(func=handler)`; a handler takes
-`(args, settings)` and returns the exit code.
+`(args, settings)` and returns the exit code. An agent's own verbs come from its
+`AgentSpec.commands` (agents/registry.py), after the platform's.
 """
 
 from __future__ import annotations
@@ -13,22 +14,23 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from quantum.config import Settings
+from agents.registry import REGISTRY
+from quantum.app.settings import Settings
+from quantum.errors import CliError
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES = (
     "infra.cli",
-    "topologies.cli",
-    "quantum.schema_cli",
+    "quantum.app.topology_cli",
+    "topologies.schema_cli",
     "quantum.dlq_cli",
-    "agents.cli",
-    "quantum.audit.cli",
-    "quantum.demo",
+    "quantum.app.worker",
+    "quantum.marketdata.cli",
+    *(spec.commands for spec in REGISTRY if spec.commands),
+    "quantum.app.demo",
 )
 
-
-class CliError(Exception):
-    """A failure the user can act on: printed as one line, exit code 2."""
+__all__ = ["CliError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

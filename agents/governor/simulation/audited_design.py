@@ -33,7 +33,7 @@ from agents.governor.model import (
     SlotRelease,
     SlotRequest,
 )
-from quantum.simulation.scenario import Scenario, Signal
+from agents.governor.simulation.scenario import Scenario, Signal
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from quantum.config import Settings
+from quantum.config import RuntimeSettings
 from quantum.errors import RegistryUnavailable
 from quantum.schemas import load_schema, schema_text
 from quantum.serde import registry_client, subject_for
@@ -82,7 +82,7 @@ class DiffResult:
     changes: list[Change] = field(default_factory=list)
 
 
-def subjects(settings: Settings, topics: Iterable[str] | None = None) -> list[SubjectSpec]:
+def subjects(settings: RuntimeSettings, topics: Iterable[str] | None = None) -> list[SubjectSpec]:
     """Every Avro subject of the topology under this run's prefix (optionally only `topics`)."""
     wanted = set(topics) if topics else None
     specs = []
@@ -98,7 +98,7 @@ def subjects(settings: Settings, topics: Iterable[str] | None = None) -> list[Su
     return specs
 
 
-def client_for(settings: Settings) -> SchemaRegistryClient:
+def client_for(settings: RuntimeSettings) -> SchemaRegistryClient:
     return registry_client(settings.registry.url, settings.registry.timeout_s)
 
 
@@ -138,7 +138,7 @@ HOW_TO_PROCEED = (
 
 
 def register(
-    settings: Settings,
+    settings: RuntimeSettings,
     *,
     topics: Iterable[str] | None = None,
     client: SchemaRegistryClient | None = None,
@@ -195,7 +195,7 @@ def register(
 
 
 def check(
-    settings: Settings,
+    settings: RuntimeSettings,
     *,
     topics: Iterable[str] | None = None,
     client: SchemaRegistryClient | None = None,
@@ -240,7 +240,7 @@ def check(
 
 
 def diff(
-    settings: Settings,
+    settings: RuntimeSettings,
     *,
     topics: Iterable[str] | None = None,
     client: SchemaRegistryClient | None = None,

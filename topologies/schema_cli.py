@@ -10,9 +10,8 @@ import argparse
 import logging
 from typing import Any
 
-from quantum.cli import CliError
-from quantum.config import Settings
-from quantum.errors import RegistryUnavailable
+from quantum.config import RuntimeSettings
+from quantum.errors import CliError, RegistryUnavailable
 
 
 def add_commands(subparsers: Any) -> None:
@@ -42,7 +41,7 @@ def add_commands(subparsers: Any) -> None:
         p.set_defaults(func=handler)
 
 
-def _run(fn: Any, args: argparse.Namespace, settings: Settings) -> Any:
+def _run(fn: Any, args: argparse.Namespace, settings: RuntimeSettings) -> Any:
     if not getattr(args, "verbose", False):
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     try:
@@ -53,8 +52,8 @@ def _run(fn: Any, args: argparse.Namespace, settings: Settings) -> Any:
         raise CliError(f"{exc} (registry {settings.registry.url})") from exc
 
 
-def _register(args: argparse.Namespace, settings: Settings) -> int:
-    from quantum import schema_tool
+def _register(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from topologies import schema_tool
 
     results = _run(schema_tool.register, args, settings)
     refused = 0
@@ -70,8 +69,8 @@ def _register(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if refused else 0
 
 
-def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from quantum import schema_tool
+def _check(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from topologies import schema_tool
 
     results = _run(schema_tool.check, args, settings)
     bad = 0
@@ -88,8 +87,8 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if bad else 0
 
 
-def _diff(args: argparse.Namespace, settings: Settings) -> int:
-    from quantum import schema_tool
+def _diff(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from topologies import schema_tool
 
     results = _run(schema_tool.diff, args, settings)
     for r in results:
