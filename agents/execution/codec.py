@@ -1,5 +1,7 @@
 """Execution records <-> Avro dicts (orders, execution.results, trade/exit intents, ledger).
 
+Records that mirror a model field for field go through `quantum.records`; orders (a
+placement or a cancel) and ledger entries (plan and orders nested) are written out here.
 Decimals travel as canonical decimal strings, enums by value, times as epoch ms. Decoding
 raises `InvalidRecord` for values a schema cannot rule out (a plan that was never sized,
 a decimal that is not one), so the shell dead-letters the record. Fields added to a
@@ -33,6 +35,7 @@ from agents.execution.model import (
     invalid,
 )
 from agents.governor.model import ReleaseReason, Side
+from quantum.records import from_avro, to_avro
 from quantum.schemas import format_decimal, parse_decimal
 
 E = TypeVar("E", bound=StrEnum)
@@ -81,95 +84,23 @@ def _guard(fn: Callable[[dict[str, Any]], Any], d: dict[str, Any]) -> Any:
 
 def plan_from_avro(d: dict[str, Any]) -> EntryPlan:
     """The EntryPlan in a decoded TradeIntent; an intent not yet sized is invalid here."""
-
-    def build(d: dict[str, Any]) -> EntryPlan:
-        if d.get("quantity") is None:
-            raise invalid(f"trade intent {d.get('intent_id')!r} is not sized (quantity null)")
-        return EntryPlan(
-            intent_id=d["intent_id"],
-            symbol=d["symbol"],
-            side=_enum(Side, d["side"], "side"),
-            quantity=_dec(d, "quantity"),
-            entry_price=_dec(d, "entry_price"),
-            stop_loss=_opt_dec(d, "stop_loss"),
-            take_profit=_opt_dec(d, "take_profit"),
-            leverage=int(d["leverage"]),
-            event_time_ms=int(d["event_time"]),
-        )
-
-    return _guard(build, d)
+    if d.get("quantity") is None:
+        raise invalid(f"trade intent {d.get('intent_id')!r} is not sized (quantity null)")
+    return from_avro(EntryPlan, d)
 
 
 def exit_intent_from_avro(d: dict[str, Any]) -> ExitIntent:
-    def build(d: dict[str, Any]) -> ExitIntent:
-        if d.get("reduce_only", True) is not True:
-            raise invalid(f"exit {d.get('exit_id')!r} is not reduce-only")
-        return ExitIntent(
-            exit_id=d["exit_id"],
-            symbol=d["symbol"],
-            position_intent_id=d["position_intent_id"],
-            quantity=_dec(d, "quantity"),
-            reason=_enum(ExitReason, d["reason"], "reason"),
-            event_time_ms=int(d["event_time"]),
-        )
-
-    return _guard(build, d)
+    if d.get("reduce_only", True) is not True:
+        raise invalid(f"exit {d.get('exit_id')!r} is not reduce-only")
+    return from_avro(ExitIntent, d)
 
 
 def result_from_avro(d: dict[str, Any]) -> ExecutionResult:
-    def build(d: dict[str, Any]) -> ExecutionResult:
-        lev = d.get("leverage")
-        return ExecutionResult(
-            client_order_id=d["client_order_id"],
-            intent_id=d["intent_id"],
-            symbol=d["symbol"],
-            status=_enum(OrderStatus, d["status"], "status"),
-            filled_quantity=_dec(d, "filled_quantity"),
-            average_price=_opt_dec(d, "average_price"),
-            commission=_dec(d, "commission"),
-            commission_asset=d["commission_asset"],
-            realized_pnl=_dec(d, "realized_pnl"),
-            reason=d.get("reason"),
-            event_time_ms=int(d["event_time"]),
-            trade_id=d.get("trade_id"),
-            last_filled_quantity=_opt_dec(d, "last_filled_quantity"),
-            last_filled_price=_opt_dec(d, "last_filled_price"),
-            order_side=_opt_enum(OrderSide, d, "order_side"),
-            order_type=_opt_enum(OrderType, d, "order_type"),
-            reduce_only=bool(d.get("reduce_only", False)),
-            role=_opt_enum(OrderRole, d, "role"),
-            exit_reason=_opt_enum(ExitReason, d, "exit_reason"),
-            trigger_price=_opt_dec(d, "trigger_price"),
-            leverage=None if lev is None else int(lev),
-        )
-
-    return _guard(build, d)
+    return from_avro(ExecutionResult, d)
 
 
 def result_to_avro(r: ExecutionResult) -> dict[str, Any]:
-    return {
-        "client_order_id": r.client_order_id,
-        "intent_id": r.intent_id,
-        "symbol": r.symbol,
-        "status": r.status.value,
-        "filled_quantity": format_decimal(r.filled_quantity),
-        "average_price": _s(r.average_price),
-        "commission": format_decimal(r.commission),
-        "commission_asset": r.commission_asset,
-        "realized_pnl": format_decimal(r.realized_pnl),
-        "reason": r.reason,
-        "event_time": r.event_time_ms,
-        "trade_id": r.trade_id,
-        "last_filled_quantity": _s(r.last_filled_quantity),
-        "last_filled_price": _s(r.last_filled_price),
-        "order_side": _v(r.order_side),
-        "order_type": _v(r.order_type),
-        "reduce_only": r.reduce_only,
-        "role": _v(r.role),
-        "exit_reason": _v(r.exit_reason),
-        "trigger_price": _s(r.trigger_price),
-        "leverage": r.leverage,
-    }
+    return to_avro(r)
 
 
 # ---- orders ------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ ledger updates (`IntentEntry` or `Forget`). The Avro schemas `orders.avsc`,
 `execution.results.avsc`, `exit.intents.avsc`, `trade.intents.avsc` and
 `execution.ledger.avsc` mirror these; `agents.execution.codec` converts.
 
-Money, prices and quantities are exact `Decimal`; times are event-time epoch ms.
+Money, prices and quantities are exact `Decimal`; times are event-time epoch ms. Where a
+model mirrors its record field for field, `quantum.records` converts it (`event_time_ms`
+is the record's `event_time`).
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ class ExitReason(StrEnum):
 # results decide its fate, so the core ignores such a rejection.
 DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
 
+EVENT_TIME = {"avro": "event_time"}  # the records' name for event_time_ms
+
 
 # ---- inputs ------------------------------------------------------------------------------
 
@@ -138,7 +142,7 @@ class EntryPlan:
     stop_loss: Decimal | None
     take_profit: Decimal | None
     leverage: int
-    event_time_ms: int
+    event_time_ms: int = field(metadata=EVENT_TIME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +154,7 @@ class ExitIntent:
     position_intent_id: str
     quantity: Decimal
     reason: ExitReason
-    event_time_ms: int
+    event_time_ms: int = field(metadata=EVENT_TIME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +176,7 @@ class ExecutionResult:
     commission_asset: str
     realized_pnl: Decimal
     reason: str | None
-    event_time_ms: int
+    event_time_ms: int = field(metadata=EVENT_TIME)
     trade_id: str | None = None
     last_filled_quantity: Decimal | None = None
     last_filled_price: Decimal | None = None

@@ -7,10 +7,8 @@ with the schema's default.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
-from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from agents.governor.model import Side
 from agents.positions.model import (
@@ -18,18 +16,15 @@ from agents.positions.model import (
     ExecutionReport,
     ExitReason,
     OrderFill,
-    OrderRole,
-    OrderSide,
     Position,
     PositionStatus,
-    ReportStatus,
     SeenFill,
     SymbolBook,
     invalid,
 )
-from quantum.schemas import format_decimal, parse_decimal
+from quantum.records import from_avro, to_avro
+from quantum.schemas import format_decimal
 
-E = TypeVar("E", bound=StrEnum)
 BOOK_VERSION = 1
 
 # trades.csv: one row per closed trade (quantum backtest writes it from the trades topic).
@@ -51,67 +46,16 @@ TRADES_CSV_COLUMNS = (
 )
 
 
-def _dec(d: dict[str, Any], name: str) -> Decimal:
-    try:
-        return parse_decimal(d[name])
-    except (KeyError, ValueError) as exc:
-        raise invalid(f"field {name!r} = {d.get(name)!r} is not a decimal") from exc
-
-
-def _opt_dec(d: dict[str, Any], name: str) -> Decimal | None:
-    return None if d.get(name) is None else _dec(d, name)
-
-
-def _enum(cls: type[E], value: Any, name: str) -> E:
-    try:
-        return cls(value)
-    except ValueError as exc:
-        raise invalid(f"field {name!r} = {value!r} is not a {cls.__name__}") from exc
-
-
-def _opt_enum(cls: type[E], d: dict[str, Any], name: str) -> E | None:
-    v = d.get(name)
-    return None if v is None else _enum(cls, v, name)
-
-
 def _s(v: Decimal | None) -> str | None:
     return None if v is None else format_decimal(v)
 
 
-def _guard(fn: Callable[[dict[str, Any]], Any], d: dict[str, Any]) -> Any:
-    try:
-        return fn(d)
-    except (KeyError, TypeError) as exc:
-        raise invalid(f"malformed record ({type(exc).__name__}: {exc})") from exc
-
-
 def report_from_avro(d: dict[str, Any]) -> ExecutionReport:
     """Positions' view of a decoded execution.results record."""
-
-    def build(d: dict[str, Any]) -> ExecutionReport:
-        lev = d.get("leverage")
-        if lev is not None and int(lev) < 1:
-            raise invalid(f"report of {d.get('client_order_id')!r}: leverage {lev} < 1")
-        return ExecutionReport(
-            client_order_id=d["client_order_id"],
-            intent_id=d["intent_id"],
-            symbol=d["symbol"],
-            status=_enum(ReportStatus, d["status"], "status"),
-            filled_quantity=_dec(d, "filled_quantity"),
-            average_price=_opt_dec(d, "average_price"),
-            commission=_dec(d, "commission"),
-            event_time_ms=int(d["event_time"]),
-            trade_id=d.get("trade_id"),
-            last_filled_quantity=_opt_dec(d, "last_filled_quantity"),
-            last_filled_price=_opt_dec(d, "last_filled_price"),
-            order_side=_opt_enum(OrderSide, d, "order_side"),
-            role=_opt_enum(OrderRole, d, "role"),
-            exit_reason=_opt_enum(ExitReason, d, "exit_reason"),
-            trigger_price=_opt_dec(d, "trigger_price"),
-            leverage=None if lev is None else int(lev),
-        )
-
-    return _guard(build, d)
+    report = from_avro(ExecutionReport, d)
+    if report.leverage is not None and report.leverage < 1:
+        raise invalid(f"report of {report.client_order_id!r}: leverage {report.leverage} < 1")
+    return report
 
 
 def position_to_avro(p: Position) -> dict[str, Any]:
@@ -142,44 +86,11 @@ def position_to_avro(p: Position) -> dict[str, Any]:
 
 def trade_to_avro(t: ClosedTrade) -> dict[str, Any]:
     """The ClosedTrade record (trades.avsc), value of key `symbol`."""
-    return {
-        "trade_id": t.trade_id,
-        "intent_id": t.intent_id,
-        "symbol": t.symbol,
-        "side": t.side.value,
-        "quantity": format_decimal(t.quantity),
-        "entry_price": format_decimal(t.entry_price),
-        "exit_price": format_decimal(t.exit_price),
-        "entry_time": t.entry_time_ms,
-        "exit_time": t.exit_time_ms,
-        "realized_pnl": format_decimal(t.realized_pnl),
-        "fees": format_decimal(t.fees),
-        "net_pnl": format_decimal(t.net_pnl),
-        "exit_reason": None if t.exit_reason is None else t.exit_reason.value,
-        "leverage": t.leverage,
-    }
+    return to_avro(t)
 
 
 def trade_from_avro(d: dict[str, Any]) -> ClosedTrade:
-    def build(d: dict[str, Any]) -> ClosedTrade:
-        return ClosedTrade(
-            trade_id=d["trade_id"],
-            intent_id=d["intent_id"],
-            symbol=d["symbol"],
-            side=_enum(Side, d["side"], "side"),
-            quantity=_dec(d, "quantity"),
-            entry_price=_dec(d, "entry_price"),
-            exit_price=_dec(d, "exit_price"),
-            entry_time_ms=int(d["entry_time"]),
-            exit_time_ms=int(d["exit_time"]),
-            realized_pnl=_dec(d, "realized_pnl"),
-            fees=_dec(d, "fees"),
-            net_pnl=_dec(d, "net_pnl"),
-            exit_reason=_opt_enum(ExitReason, d, "exit_reason"),
-            leverage=int(d["leverage"]),
-        )
-
-    return _guard(build, d)
+    return from_avro(ClosedTrade, d)
 
 
 def trade_csv_row(t: ClosedTrade) -> dict[str, str]:

@@ -78,7 +78,7 @@ class ExecutionReport:
     filled_quantity: Decimal
     average_price: Decimal | None
     commission: Decimal
-    event_time_ms: int
+    event_time_ms: int = field(metadata={"avro": "event_time"})
     trade_id: str | None = None
     last_filled_quantity: Decimal | None = None
     last_filled_price: Decimal | None = None
@@ -174,8 +174,8 @@ class ClosedTrade:
     quantity: Decimal
     entry_price: Decimal
     exit_price: Decimal
-    entry_time_ms: int
-    exit_time_ms: int
+    entry_time_ms: int = field(metadata={"avro": "entry_time"})
+    exit_time_ms: int = field(metadata={"avro": "exit_time"})
     realized_pnl: Decimal
     fees: Decimal
     net_pnl: Decimal

@@ -39,7 +39,7 @@ from agents.positions.model import (
     SymbolBook,
 )
 from quantum.errors import InvalidRecord
-from quantum.schemas import load_schema, runtime_schema
+from quantum.schemas import load_schema, parse_runtime, runtime_schema
 from quantum.validation import validate
 
 D = Decimal
@@ -127,6 +127,14 @@ def test_a_redelivered_fill_changes_nothing() -> None:
     assert again.trade is None and again.commands == ()
 
 
+def _as_old_record(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` written with execution.results as it was before the fill fields, read now."""
+    new = load_schema("execution.results.avsc")
+    fields = [f for f in new["fields"] if f["name"] in value]
+    old = parse_runtime(dict(new, fields=fields))
+    return _read_as(_write(old, value), old, runtime_schema("execution.results.avsc"))
+
+
 def test_reports_without_last_fill_fields_use_cumulative_deltas() -> None:
     old = {
         "client_order_id": "E-i1",
@@ -140,15 +148,16 @@ def test_reports_without_last_fill_fields_use_cumulative_deltas() -> None:
         "realized_pnl": "0",
         "reason": None,
         "event_time": T0,
-        "order_side": "BUY",
     }
+    first = dict(_as_old_record(old), order_side="BUY")  # side: from the ledger, say
+    assert first["last_filled_quantity"] is None and first["trade_id"] is None
     b = Book()
-    b.feed(report_from_avro(old))
-    done = dict(old, status="FILLED", filled_quantity="0.010", average_price="100.6")
+    b.feed(report_from_avro(first))
+    done = dict(first, status="FILLED", filled_quantity="0.010", average_price="100.6")
     p = b.feed(report_from_avro(done)).position
     assert p is not None and p.quantity == D("0.010") and p.entry_price == D("100.6")
     before = b.book
-    assert b.feed(report_from_avro(old)).book == before  # older cumulative: no new fill
+    assert b.feed(report_from_avro(first)).book == before  # older cumulative: no new fill
     assert b.feed(report_from_avro(done)).book == before  # same cumulative: duplicate
 
 
@@ -286,12 +295,19 @@ def test_bad_reports_are_invalid_records() -> None:
 # ---- records -------------------------------------------------------------------------------
 
 
-def _round_trip(schema_file: str, value: dict[str, Any]) -> dict[str, Any]:
-    schema = runtime_schema(schema_file)
+def _write(schema: Any, value: dict[str, Any]) -> bytes:
     buf = BytesIO()
     fastavro.schemaless_writer(buf, schema, value)
-    buf.seek(0)
-    return fastavro.schemaless_reader(buf, schema, schema)  # type: ignore[return-value]
+    return buf.getvalue()
+
+
+def _read_as(data: bytes, writer: Any, reader: Any) -> dict[str, Any]:
+    return fastavro.schemaless_reader(BytesIO(data), writer, reader)  # type: ignore[return-value]
+
+
+def _round_trip(schema_file: str, value: dict[str, Any]) -> dict[str, Any]:
+    schema = runtime_schema(schema_file)
+    return _read_as(_write(schema, value), schema, schema)
 
 
 def test_position_trade_and_book_records_round_trip_and_validate() -> None:
