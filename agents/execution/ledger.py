@@ -26,12 +26,13 @@ from agents.execution.model import (
 class Ledger:
     """Entries by intent id, with indexes by client order id and by symbol."""
 
-    __slots__ = ("_by_coid", "_by_symbol", "_entries")
+    __slots__ = ("_by_coid", "_by_symbol", "_clocks", "_entries")
 
     def __init__(self, entries: Iterable[IntentEntry] = ()) -> None:
         self._entries: dict[str, IntentEntry] = {}
         self._by_coid: dict[str, str] = {}  # client order id -> intent id
         self._by_symbol: dict[str, dict[str, None]] = {}  # symbol -> ordered intent ids
+        self._clocks: tuple[int, int] | None = (0, 0)  # (decision clock, clock); None: stale
         self.apply(entries)
 
     @classmethod
@@ -74,12 +75,22 @@ class Ledger:
     @property
     def decision_clock(self) -> int:
         """Event time of the newest governor decision applied to any entry (0: none)."""
-        return max((e.decided_at or 0 for e in self._entries.values()), default=0)
+        return self._maxima()[0]
 
     @property
     def clock(self) -> int:
         """Newest event time of any applied input (0: empty ledger)."""
-        return max((e.updated_at for e in self._entries.values()), default=0)
+        return self._maxima()[1]
+
+    def _maxima(self) -> tuple[int, int]:
+        """Both clocks are maxima over the entries, kept up to date as entries are put and
+        recomputed only after an entry that may have held a maximum was dropped or lowered."""
+        if self._clocks is None:
+            self._clocks = (
+                max((e.decided_at or 0 for e in self._entries.values()), default=0),
+                max((e.updated_at for e in self._entries.values()), default=0),
+            )
+        return self._clocks
 
     def snapshot(self) -> dict[str, IntentEntry]:
         """A copy of the entries (frozen values): equal ledgers have equal snapshots."""
@@ -102,7 +113,19 @@ class Ledger:
         if old is not None and old.symbol != entry.symbol:
             self._drop(entry.intent_id)
             old = None
+        if (
+            old is not None
+            and self._clocks is not None
+            and (
+                (entry.decided_at or 0) < (old.decided_at or 0) >= self._clocks[0]
+                or entry.updated_at < old.updated_at >= self._clocks[1]
+            )
+        ):
+            self._clocks = None  # a maximum went down (entries' times only grow in practice)
         self._entries[entry.intent_id] = entry
+        if self._clocks is not None:
+            d, u = self._clocks
+            self._clocks = (max(d, entry.decided_at or 0), max(u, entry.updated_at))
         self._by_symbol.setdefault(entry.symbol, {})[entry.intent_id] = None
         for rec in entry.orders:
             self._by_coid[rec.client_order_id] = entry.intent_id
@@ -111,6 +134,11 @@ class Ledger:
         entry = self._entries.pop(intent_id, None)
         if entry is None:
             return
+        clocks = self._clocks
+        if clocks is not None and (
+            (entry.decided_at or 0) >= clocks[0] or entry.updated_at >= clocks[1]
+        ):
+            self._clocks = None  # it may have held a maximum (pruning drops old ones)
         for rec in entry.orders:
             if self._by_coid.get(rec.client_order_id) == intent_id:
                 del self._by_coid[rec.client_order_id]
