@@ -6,6 +6,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agents.execution import ids
 from agents.execution.codec import (
@@ -585,6 +587,32 @@ def test_ledger_entry_avro_round_trip_through_the_schema() -> None:
         fastavro.schemaless_writer(buf, schema, entry_to_avro(e))
         buf.seek(0)
         assert entry_from_avro(fastavro.schemaless_reader(buf, schema, schema)) == e
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.integers(0, 50), st.integers(0, 50), st.booleans()),
+        max_size=30,
+    )
+)
+def test_ledger_clocks_are_the_maxima_of_its_entries(ops: list[tuple[str, int, int, bool]]) -> None:
+    """The clocks are kept incrementally; whatever is put, replaced or forgotten, they equal
+    the maxima over the entries that are there."""
+    h = Harness()
+    h.feed(plan("a"))
+    template = h.ledger.get("a")
+    assert template is not None
+    ledger = Ledger()
+    for intent, decided, updated, forget in ops:
+        if forget:
+            ledger.apply([Forget(intent)])
+        else:
+            ledger.apply(
+                [replace(template, intent_id=intent, decided_at=decided, updated_at=updated)]
+            )
+        entries = list(ledger)
+        assert ledger.decision_clock == max((e.decided_at or 0 for e in entries), default=0)
+        assert ledger.clock == max((e.updated_at for e in entries), default=0)
 
 
 def test_prune_forgets_only_old_terminal_entries() -> None:
