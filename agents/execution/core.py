@@ -194,7 +194,7 @@ class ExecutionCore:
                 planned,
                 state=EntryState.EXPIRED,
                 release=ReleaseReason.ORDER_EXPIRED,
-                note="GRANT_TOO_OLD: the plan came after the reservation lapsed",
+                note="GRANT_TOO_OLD",
             )
             return self._finish(e, expired, [], at)
         return self._enter(e, planned, ledger, max(e.granted_at, at))
