@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from agents.exits.model import ExitReason  # one reason list for exits, orders and trades
 from agents.governor.model import ReleaseReason, Side, SlotFilled, SlotRelease
 from quantum.errors import InvalidRecord, PoisonRecord
 
@@ -101,22 +102,6 @@ REDUCING_ROLES = frozenset(
     }
 )
 PROTECTIVE_ROLES = frozenset({OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT})
-
-
-class ExitReason(StrEnum):
-    """Why (part of) a position is closed; the first eight are exit.intents' reasons."""
-
-    STOP_LOSS = "STOP_LOSS"
-    PNL_PCT = "PNL_PCT"
-    LIQUIDATION_GUARD = "LIQUIDATION_GUARD"
-    HARVEST = "HARVEST"
-    TAKE_PROFIT = "TAKE_PROFIT"
-    ROTATE_OUT = "ROTATE_OUT"
-    HALT = "HALT"
-    RECONCILE = "RECONCILE"
-    FILL_REJECTED = "FILL_REJECTED"  # the governor found no slot for the fill: close at once
-    EXCESS_FILL = "EXCESS_FILL"  # a late fill on a symbol another intent holds: reduce it
-    LIQUIDATION = "LIQUIDATION"  # the exchange liquidated the position
 
 
 # A result with status REJECTED and a reason starting with this is the exchange refusing a

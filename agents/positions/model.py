@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from agents.exits.model import ExitReason  # the one reason list
 from agents.governor.model import Side, SlotRelease
 from quantum.errors import InvalidRecord
 
@@ -41,20 +42,6 @@ class OrderRole(StrEnum):
     TAKE_PROFIT = "TAKE_PROFIT"
     EXIT = "EXIT"
     CLOSE = "CLOSE"
-    LIQUIDATION = "LIQUIDATION"
-
-
-class ExitReason(StrEnum):
-    STOP_LOSS = "STOP_LOSS"
-    PNL_PCT = "PNL_PCT"
-    LIQUIDATION_GUARD = "LIQUIDATION_GUARD"
-    HARVEST = "HARVEST"
-    TAKE_PROFIT = "TAKE_PROFIT"
-    ROTATE_OUT = "ROTATE_OUT"
-    HALT = "HALT"
-    RECONCILE = "RECONCILE"
-    FILL_REJECTED = "FILL_REJECTED"
-    EXCESS_FILL = "EXCESS_FILL"
     LIQUIDATION = "LIQUIDATION"
 
 

@@ -21,8 +21,8 @@ from agents.sizing.core import size_intent, slot_request
 from agents.sizing.model import SizedIntent, TradeIntent
 from agents.stateful import Out, Record, StatefulAgent, register_stateful
 from exchange.rules import ExchangeRules
-from quantum.end_of_stream import EndOfStream
 from quantum.end_of_stream import FIELD as MARKER_FIELD
+from quantum.end_of_stream import EndOfStream
 from quantum.schemas import format_decimal
 from topologies.declaration import (
     PORTFOLIO,
@@ -79,9 +79,12 @@ class SizingProcessor:
             )
         elif record.topic == TRADES:
             self.book.on_trade(v["trade_id"], Decimal(v["net_pnl"]))
-        elif record.topic == PORTFOLIO_DECISIONS and v["intent_id"]:
-            if DecisionKind(v["kind"]) in _SETTLED:
-                self.book.settle(v["intent_id"])
+        elif (
+            record.topic == PORTFOLIO_DECISIONS
+            and v["intent_id"]
+            and DecisionKind(v["kind"]) in _SETTLED
+        ):
+            self.book.settle(v["intent_id"])
         return []
 
     def _size(self, v: dict[str, Any]) -> list[Out]:
@@ -120,7 +123,12 @@ def register(ctx: AgentContext) -> None:
     register_stateful(
         ctx,
         StatefulAgent(
-            inputs={TRADE_INTENTS: True, POSITIONS: False, TRADES: False, PORTFOLIO_DECISIONS: False},
+            inputs={
+                TRADE_INTENTS: True,
+                POSITIONS: False,
+                TRADES: False,
+                PORTFOLIO_DECISIONS: False,
+            },
             outputs=(SIZED_INTENTS, TRADE_REJECTIONS),
             make=lambda snap: SizingProcessor(config, rules, snap),
             schemas={PORTFOLIO: COMMAND_SCHEMA},

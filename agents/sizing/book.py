@@ -41,9 +41,7 @@ class ExposureBook:
         """The governor ended the intent's reservation (denied, expired, released)."""
         self.reserved.pop(intent_id, None)
 
-    def on_position(
-        self, symbol: str, intent_id: str, status: str, margin: Decimal
-    ) -> None:
+    def on_position(self, symbol: str, intent_id: str, status: str, margin: Decimal) -> None:
         self.reserved.pop(intent_id, None)
         if status == "OPEN":
             self.open_margin[symbol] = margin
