@@ -21,11 +21,14 @@ MARKET_BARS = "market.bars"
 AI_SIGNALS = "ai.signals"
 TRADE_INTENTS = "trade.intents"
 TRADE_REJECTIONS = "trade.rejections"
+SIZED_INTENTS = "trade.sized"
 PORTFOLIO = "portfolio"
 PORTFOLIO_DECISIONS = "portfolio.decisions"
 GOVERNOR_SNAPSHOTS = "portfolio.governor-snapshots"
 ORDERS = "orders"
 EXECUTION_RESULTS = "execution.results"
+EXECUTION_LEDGER = "execution.ledger"
+TRADES = "trades"
 POSITIONS = "positions"
 EXIT_INTENTS = "exit.intents"
 PASSTHROUGH_OUT = "smoke.passthrough"
@@ -117,6 +120,12 @@ TOPOLOGY = Topology(
             exact_partitions=True,
         ),
         TopicSpec(
+            SIZED_INTENTS,
+            6,
+            "trade.intents.avsc",
+            "Sized intents (quantity, notional): the entry plan execution sends on GRANTED.",
+        ),
+        TopicSpec(
             TRADE_REJECTIONS,
             6,
             "trade.rejections.avsc",
@@ -150,6 +159,24 @@ TOPOLOGY = Topology(
         ),
         TopicSpec(ORDERS, 6, "orders.avsc", "Orders sent (client order id = intent id)."),
         TopicSpec(EXECUTION_RESULTS, 6, "execution.results.avsc", "Fills, rejections, expiries."),
+        TopicSpec(
+            EXECUTION_LEDGER,
+            1,
+            "execution.ledger.avsc",
+            "The execution agent's write-ahead ledger by intent id: written before an order "
+            "is sent, so a restart never sends an entry twice.",
+            cleanup_policy="compact",
+            retention_ms=-1,
+            exact_partitions=True,
+            has_dlq=False,
+        ),
+        TopicSpec(
+            TRADES,
+            6,
+            "trades.avsc",
+            "Closed trades (entry, exit, PnL, fees, exit reason); readers dedupe by trade id.",
+            retention_ms=-1,
+        ),
         TopicSpec(
             POSITIONS,
             6,

@@ -32,6 +32,9 @@ class ExitReason(StrEnum):
     PARTIAL_STOP = "PARTIAL_STOP"  # a loss-side ladder step (symmetric mode, partial stop at -kR)
     TIME_STOP = "TIME_STOP"  # the position was open longer than the time stop allows
     OTHER = "OTHER"  # readers' fallback for a reason newer than their schema; never written
+    FILL_REJECTED = "FILL_REJECTED"  # the governor found no slot for the fill: close at once
+    EXCESS_FILL = "EXCESS_FILL"  # a late fill on a symbol another intent holds: reduce it
+    LIQUIDATION = "LIQUIDATION"  # the exchange liquidated the position
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ class SizingConfig(BaseModel):
     fee_rate: taker fee rate counted on entry and exit in the risk of a trade (0.0005).
     fixed_notional: quote-asset notional per trade in FIXED_NOTIONAL mode (required there).
     fixed_quantity: base-asset quantity per trade in FIXED_QUANTITY mode (required there).
+    initial_equity: the account's equity before the first trade (10,000 USDT, the paper
+        exchange's `initial_balance`); realized PnL from closed trades is added to it.
 
     A size is only ever reduced to fit a cap and floored to the market lot step; a size
     below the exchange minimum after that is rejected (BELOW_MIN_NOTIONAL), never raised to
@@ -46,6 +48,7 @@ class SizingConfig(BaseModel):
     fee_rate: Decimal = Field(Decimal("0.0005"), ge=0, lt=1)
     fixed_notional: Decimal | None = Field(None, gt=0)
     fixed_quantity: Decimal | None = Field(None, gt=0)
+    initial_equity: Decimal = Field(Decimal("10000"), gt=0)
 
     @model_validator(mode="after")
     def _fixed_amounts(self) -> SizingConfig:
