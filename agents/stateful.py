@@ -8,12 +8,13 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
   does not decode or validate, or that the core refuses, becomes a dead letter with its
   reason, and the agent goes on;
 * state lives in a Faust table (`<agent>-state`, changelog-backed, one partition so a
-  single key holds the whole core), written after the record's outputs were delivered,
-  together with the offset applied for each input partition. Faust flushes the table's
-  changelog before it commits input offsets, so after a crash the restored state is at
-  least as new as the committed offsets; a redelivered record whose offset the state
-  already holds is skipped. That is what makes an at-least-once agent apply each record
-  once (DESIGN.md: "every stateful processor remembers what it applied");
+  restart restores every key of it: the core's snapshot, or its parts), written after
+  the record's outputs were delivered, with the offset applied for each input partition.
+  Faust flushes the table's changelog before it commits input offsets, so after a crash
+  the restored state is at least as new as the committed offsets; a redelivered record
+  whose offset the state already holds is skipped. That is what makes an at-least-once
+  agent apply each record once (DESIGN.md: "every stateful processor remembers what it
+  applied");
 * the end-of-stream marker (`quantum.end_of_stream`) is tracked on every input partition;
   once all have ended the core may flush (`on_end_of_stream`), then the marker goes to
   every partition of every output topic.
@@ -36,6 +37,9 @@ from topologies.declaration import TOPOLOGY
 log = logging.getLogger(__name__)
 
 STATE_KEY = "state"
+APPLIED_KEY = "applied"
+EOS_KEY = "eos"
+PART_PREFIX = "part:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,13 @@ class Out:
 
 
 class Processor(Protocol):
-    """What the shell drives. Implementations map Avro dicts to a pure core and back."""
+    """What the shell drives. Implementations map Avro dicts to a pure core and back.
+
+    `snapshot()` is the whole state. A processor whose state is large and changes a little
+    per record (per-symbol features) may also define `dirty_parts() -> dict[str, Any]`:
+    the parts changed since the last call, each stored under its own table key, and
+    `make` then receives `{part: value}` of every part on a restart.
+    """
 
     def on_record(self, record: Record) -> list[Out]: ...
 
@@ -94,22 +104,27 @@ class StatefulAgent:
 class _State:
     """The processor plus the bookkeeping the shell persists beside it."""
 
-    def __init__(self, agent: StatefulAgent, blob: dict[str, Any] | None) -> None:
+    def __init__(self, agent: StatefulAgent, stored: Mapping[str, Any]) -> None:
         ends = {t: TOPOLOGY.topic(t).partitions for t, e in agent.inputs.items() if e}
         self.tracker = EndOfStreamTracker(ends) if ends else None
-        self.applied: dict[str, int] = {}
-        self.processor = agent.make(None if blob is None else blob["core"])
-        if blob is not None:
-            self.applied = {k: int(v) for k, v in blob["applied"].items()}
-            if self.tracker is not None and blob.get("eos") is not None:
-                self.tracker.restore(blob["eos"])
+        parts = {k[len(PART_PREFIX) :]: v for k, v in stored.items() if k.startswith(PART_PREFIX)}
+        core = parts or stored.get(STATE_KEY)
+        self.processor = agent.make(core)
+        self.partial = hasattr(self.processor, "dirty_parts")
+        self.applied: dict[str, int] = {k: int(v) for k, v in stored.get(APPLIED_KEY, {}).items()}
+        if self.tracker is not None and stored.get(EOS_KEY) is not None:
+            self.tracker.restore(stored[EOS_KEY])
 
-    def blob(self) -> dict[str, Any]:
-        return {
-            "core": self.processor.snapshot(),
-            "applied": self.applied,
-            "eos": None if self.tracker is None else self.tracker.snapshot(),
-        }
+    def save(self, table: Any, *, ended: bool) -> None:
+        """Write what changed: the state (or its dirty parts), then the applied offsets."""
+        if self.partial:
+            for name, value in self.processor.dirty_parts().items():  # type: ignore[attr-defined]
+                table[PART_PREFIX + name] = value
+        else:
+            table[STATE_KEY] = self.processor.snapshot()
+        if ended and self.tracker is not None:
+            table[EOS_KEY] = self.tracker.snapshot()
+        table[APPLIED_KEY] = self.applied
 
 
 def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
@@ -154,19 +169,21 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
     async def run(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             if not holder:
-                holder.append(_State(agent, table.get(STATE_KEY)))
+                holder.append(_State(agent, dict(table.items())))
             state = holder[0]
             msg = event.message
             logical = msg.topic[len(prefix) :] if msg.topic.startswith(prefix) else msg.topic
             where = f"{logical}/{msg.partition}"
             if state.applied.get(where, -1) >= msg.offset:
                 continue  # applied before a crash; its outputs are already out
+            ended = False
             try:
                 schema = agent.schema(logical)
                 raw = msg.value if isinstance(msg.value, bytes | bytearray) else b""
                 value = ctx.serde.decode(msg.topic, bytes(raw), schema_file=schema)
                 validate(schema, value, universe=agent.universe)
                 marker = marker_of(value)
+                ended = marker is not None
                 if marker is not None:
                     if state.tracker is None or logical not in agent.inputs:
                         raise PoisonRecord("UNEXPECTED_END", f"no end expected on {logical}")
@@ -184,4 +201,4 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
                 log.exception("%s: processing failed", ctx.name)
                 await ctx.dead_letter(event, exc)
             state.applied[where] = msg.offset
-            table[STATE_KEY] = state.blob()
+            state.save(table, ended=ended)

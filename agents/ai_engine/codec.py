@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.ai_engine.model import Direction, Signal, Vote
+from quantum.end_of_stream import FIELD as MARKER_FIELD
 from quantum.schemas import format_decimal, parse_decimal
 
 SIGNAL_SCHEMA = "ai.signals.avsc"
@@ -30,6 +31,7 @@ def signal_to_avro(signal: Signal) -> dict[str, Any]:
             }
             for v in signal.votes
         ],
+        MARKER_FIELD: None,
     }
 
 

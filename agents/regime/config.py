@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class RegimeConfig(BaseModel):
     """When the market counts as trending, choppy or neither, and how sure it must be.
 
+    enabled = True: off, the governor stays in its starting regime (BASE) — a plain strategy
+        compared with other engines has no regime.
     bucket_ms = 60_000: the market is judged once per bucket of event time (one 1-minute
         bar of every symbol).
     trend_adx = 0.25: a symbol trends at ADX >= 25 (Wilder's own threshold for a trend).
@@ -33,6 +35,7 @@ class RegimeConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    enabled: bool = True
     bucket_ms: int = Field(60_000, ge=1)
     trend_adx: float = Field(0.25, gt=0, le=1)
     chop_adx: float = Field(0.20, ge=0, le=1)

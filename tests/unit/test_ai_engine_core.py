@@ -123,7 +123,9 @@ def test_signals_written_before_the_new_fields_still_read() -> None:
     """BACKWARD: the new reader fills probability, raw_probability and votes with defaults."""
     old = load_schema(SIGNAL_SCHEMA)
     old["fields"] = [
-        f for f in old["fields"] if f["name"] not in ("probability", "raw_probability", "votes")
+        f
+        for f in old["fields"]
+        if f["name"] not in ("probability", "raw_probability", "votes", "end_of_stream")
     ]
     old = fastavro.parse_schema(strip_logical_types(old))
     value = {
@@ -139,5 +141,11 @@ def test_signals_written_before_the_new_fields_still_read() -> None:
     fastavro.schemaless_writer(buf, old, value)
     buf.seek(0)
     new = fastavro.schemaless_reader(buf, old, runtime_schema(SIGNAL_SCHEMA))
-    assert new == {**value, "probability": 0.5, "raw_probability": 0.5, "votes": []}
+    assert new == {
+        **value,
+        "probability": 0.5,
+        "raw_probability": 0.5,
+        "votes": [],
+        "end_of_stream": None,
+    }
     validate(SIGNAL_SCHEMA, new)

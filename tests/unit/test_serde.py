@@ -63,6 +63,7 @@ def sample_records() -> dict[str, dict[str, Any]]:
                 {"model": "mlp", "direction": "LONG", "probability": 0.7, "weight": 1.0},
                 {"model": "momentum", "direction": "HOLD", "probability": 0.51, "weight": 0.5},
             ],
+            "end_of_stream": None,
         },
         "trade.intents.avsc": {
             "intent_id": "int-1",
