@@ -136,8 +136,6 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
         default=None,
         partitions=1,
         use_partitioner=True,
-        key_serializer="json",
-        value_serializer="json",
         help=f"{ctx.name}'s core state and the input offsets it has applied",
     )
     channel = ctx.app.topic(
