@@ -18,6 +18,15 @@ class GovernorConfig(BaseModel):
     reservation_ttl_ms: a granted slot that never fills is freed after this long.
     symbol_cooldown_ms: after a symbol's slot is released, new entries on it wait this long
         (audit: apply-layer cooldown 180 s).
+    memory_horizon_ms: how long handled command ids and ended intents (CLOSED, DENIED,
+        EXPIRED, REJECTED) are remembered, counted in event time from when last seen. A
+        redelivery within it is recognised; after it, a command id counts as new. 24 h: far
+        beyond any producer's retry horizon (a Kafka producer gives up after
+        delivery.timeout.ms, 2 min by default), and it bounds the state and the snapshot.
+    max_event_skew_ms: a command stamped more than this ahead of its Kafka record timestamp
+        is dead-lettered (EVENT_TIME_SKEW) and never moves the clock: one producer writing
+        microseconds would otherwise push `now` centuries ahead and stop every TTL. 5 min
+        covers ordinary clock drift between hosts.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -30,3 +39,5 @@ class GovernorConfig(BaseModel):
     rotation_timeout_ms: int = Field(120_000, ge=0)
     reservation_ttl_ms: int = Field(120_000, ge=0)
     symbol_cooldown_ms: int = Field(180_000, ge=0)
+    memory_horizon_ms: int = Field(86_400_000, ge=0)
+    max_event_skew_ms: int = Field(300_000, ge=0)
