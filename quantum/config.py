@@ -26,6 +26,7 @@ from agents.governor.config import GovernorConfig
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
 DEFAULT_REGISTRY_PORT = 18081
+GOVERNOR_DEPLOYMENT_ID = "quantum-governor"  # after the topic prefix: transactional.id, group
 
 
 def default_state_dir() -> Path:
@@ -78,8 +79,12 @@ class GovernorShellSettings(BaseModel):
     max_batch_wait_ms: how long the loop waits to fill a batch before committing what it has.
     snapshot_every: commands between state snapshots (restart replays at most this many).
     transactional_id: fixed per deployment; a second instance with it fences the first.
+        None (the default): `<topic prefix>quantum-governor`, so a demo or replay run under
+        its own prefix never fences the live governor on the same broker, nor it them.
     clock_every_ms: event-time spacing of the Clock heartbeats the clock agent derives
         from market ticks (reservations and rotation waits expire on them).
+    group_id: the consumer group whose committed offset is the governor's position.
+        None (the default): `<topic prefix>quantum-governor`, for the same reason.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -87,9 +92,15 @@ class GovernorShellSettings(BaseModel):
     commands_per_transaction: int = Field(100, ge=1)
     max_batch_wait_ms: int = Field(5, ge=0)
     snapshot_every: int = Field(1000, ge=1)
-    transactional_id: str = "quantum-governor"
+    transactional_id: str | None = None
     clock_every_ms: int = Field(5_000, ge=1)
-    group_id: str = "quantum-governor"
+    group_id: str | None = None
+
+    def transactional_id_for(self, topic_prefix: str) -> str:
+        return self.transactional_id or f"{topic_prefix}{GOVERNOR_DEPLOYMENT_ID}"
+
+    def group_id_for(self, topic_prefix: str) -> str:
+        return self.group_id or f"{topic_prefix}{GOVERNOR_DEPLOYMENT_ID}"
 
 
 class MarketSettings(BaseModel):

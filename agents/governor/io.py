@@ -172,7 +172,8 @@ def committed_offset(settings, group_id: str | None = None) -> int:
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap,
-            "group.id": group_id or settings.governor_shell.group_id,
+            "group.id": group_id
+            or settings.governor_shell.group_id_for(settings.kafka.topic_prefix),
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }

@@ -17,7 +17,8 @@ transaction) the core is rebuilt from the last committed snapshot plus a
 replay of the committed portfolio prefix through the same pure core, which
 yields exactly the state that produced the committed decisions.
 
-Fencing: every instance uses the same transactional.id; `init_transactions`
+Fencing: every instance of a deployment uses the same transactional.id (derived from
+the topic prefix, so runs under other prefixes never fence it); `init_transactions`
 of a newer instance bumps the producer epoch, aborts the older one's open
 transaction, and makes every later produce or commit of the older instance
 fail with a fatal fenced error. The older instance then exits (exit code 3)
@@ -97,6 +98,9 @@ class GovernorShell:
         self.decisions_topic = settings.topic(PORTFOLIO_DECISIONS)
         self.snapshots_topic = settings.topic(GOVERNOR_SNAPSHOTS)
         self.dlq = dlq_topic(self.portfolio)
+        prefix = settings.kafka.topic_prefix
+        self.transactional_id = self.shell.transactional_id_for(prefix)
+        self.group_id = self.shell.group_id_for(prefix)
         self.stats = BatchStats()  # committed work only
         self._pending = BatchStats()  # the open transaction's
         self.core = GovernorCore(settings.governor)
@@ -106,7 +110,7 @@ class GovernorShell:
         self.producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
-                "transactional.id": self.shell.transactional_id,
+                "transactional.id": self.transactional_id,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 1,
@@ -120,7 +124,7 @@ class GovernorShell:
         self.consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
-                "group.id": self.shell.group_id,
+                "group.id": self.group_id,
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "earliest",
@@ -197,7 +201,7 @@ class GovernorShell:
             self.settings.kafka.bootstrap,
             topic,
             {0: (start, end)},
-            group_id=f"{self.shell.group_id}-restore",
+            group_id=f"{self.group_id}-restore",
         )
 
     # ------------------------------------------------------------------ the loop
