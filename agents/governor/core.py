@@ -16,7 +16,7 @@ the state (and the snapshot) however long the log grows.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -156,9 +156,11 @@ class GovernorCore:
         self._open = 0
         self._reserved = 0
         self._rotation: _Rotation | None = None
-        self._cooldown: OrderedDict[str, int] = OrderedDict()  # symbol -> released_at, in time
-        # command id -> [kind bits handled, times seen, last seen]; least recently seen first
-        self._seen: OrderedDict[str, list[int]] = OrderedDict()
+        self._cooldown: dict[str, int] = {}  # symbol -> released_at
+        self._cooldown_q: deque[tuple[int, str]] = deque()  # (released_at, symbol), in time
+        # command id -> [kind bits handled, times seen, last seen]
+        self._seen: dict[str, list[int]] = {}
+        self._seen_q: deque[tuple[int, str]] = deque()  # (seen at, id), in time
         # Lower bounds of when anything can next be forgotten / expire, so most commands
         # skip both passes. An early bound only costs a pass that finds nothing.
         self._forget_due = _NEVER
@@ -166,7 +168,7 @@ class GovernorCore:
         # per-command scratch
         self._out: list[Decision] = []
         self._cmd_id = ""
-        self._id_prefix = ""
+        self._repeat_no = 0  # > 0: the k-th command with an id seen before
 
     def _apply_config(self, config: GovernorConfig) -> None:
         self._cfg = config
@@ -251,32 +253,39 @@ class GovernorCore:
     def handle(self, command: Command) -> list[Decision]:
         """Decide one command. Raises InvalidRecord (and changes nothing, not even the
         clock) for a command that can never be decided; see `check_command`."""
-        self._check(command)
+        kind = type(command)
+        cid = command.command_id
+        if not cid or cid.isspace():
+            check_command(command)  # raises EMPTY_ID
+        if kind is SlotFilled or kind is SlotRelease:
+            self._check_intent(command)  # type: ignore[arg-type]
         self._out = out = []
-        cid = self._cmd_id = command.command_id
+        self._cmd_id = cid
         if command.event_time_ms > self._now:
             self._now = command.event_time_ms
         now = self._now
         if now >= self._forget_due:
             self._forget(now)
-        bit = _KIND_BIT[type(command)]
+        bit = _KIND_BIT[kind]
         entry = self._seen.get(cid)
         if entry is None:
             self._seen[cid] = [bit, 1, now]
+            self._seen_q.append((now, cid))
             due = now + self._horizon + 1
             if due < self._forget_due:
                 self._forget_due = due
-            self._id_prefix = f"{cid}#"
+            self._repeat_no = 0
             repeat = False
         else:
             # The id was seen before (a repeat, or a namesake of another kind): name this
             # command's decisions `cid#k.n` so decision ids stay unique downstream.
-            self._id_prefix = f"{cid}#{entry[1]}."
+            self._repeat_no = entry[1]
             repeat = bool(entry[0] & bit)
             entry[0] |= bit
             entry[1] += 1
-            entry[2] = now
-            self._seen.move_to_end(cid)
+            if entry[2] != now:
+                entry[2] = now
+                self._seen_q.append((now, cid))
         if self._config_notice:
             self._config_notice = False
             self._emit(DecisionKind.CONFIG_CHANGED)
@@ -285,7 +294,6 @@ class GovernorCore:
             self._expire()
         if repeat:
             return out
-        kind = type(command)
         if kind is SlotRequest:
             self._request(command)  # type: ignore[arg-type]
         elif kind is SlotFilled:
@@ -308,25 +316,21 @@ class GovernorCore:
             raise TypeError(f"not a governor command: {command!r}")
         return out
 
-    def _check(self, command: Command) -> None:
-        """check_command's id rules, plus: a fill or release must name its intent's symbol."""
-        cid = command.command_id
-        kind = type(command)
-        if not cid or cid.isspace():
+    def _check_intent(self, command: SlotFilled | SlotRelease) -> None:
+        """check_command's intent-id rule, plus: a fill or release must name its intent's
+        symbol (SYMBOL_MISMATCH), or the book could no longer say which symbol is held."""
+        intent = command.intent_id
+        if intent is None:
+            return
+        if not intent or intent.isspace():
             check_command(command)  # raises EMPTY_ID
-        if kind is SlotFilled or kind is SlotRelease:
-            intent = command.intent_id  # type: ignore[union-attr]
-            if intent is None:
-                return
-            if not intent or intent.isspace():
-                check_command(command)  # raises EMPTY_ID
-            rec = self._intents.get(intent)
-            if rec is not None and rec.symbol != command.symbol:  # type: ignore[union-attr]
-                raise InvalidRecord(
-                    "SYMBOL_MISMATCH",
-                    f"{kind.__name__} {cid!r} names {command.symbol!r} "  # type: ignore[union-attr]
-                    f"for intent {intent!r}, which is on {rec.symbol!r}",
-                )
+        rec = self._intents.get(intent)
+        if rec is not None and rec.symbol != command.symbol:
+            raise InvalidRecord(
+                "SYMBOL_MISMATCH",
+                f"{type(command).__name__} {command.command_id!r} names {command.symbol!r} "
+                f"for intent {intent!r}, which is on {rec.symbol!r}",
+            )
 
     # ---- rules -------------------------------------------------------------------------
 
@@ -336,13 +340,18 @@ class GovernorCore:
         horizon = self._horizon
         limit = now - horizon
         due = _NEVER
-        seen = self._seen
-        while seen:
-            cid, entry = next(iter(seen.items()))
-            if entry[2] >= limit:
-                due = entry[2] + horizon + 1
+        # The queues hold (time, key) in time order; an entry whose key was seen again (or
+        # ended or released again) later is stale and skipped.
+        seen, seen_q = self._seen, self._seen_q
+        while seen_q:
+            at, cid = seen_q[0]
+            if at >= limit:
+                due = at + horizon + 1
                 break
-            del seen[cid]
+            seen_q.popleft()
+            entry = seen.get(cid)
+            if entry is not None and entry[2] == at:
+                del seen[cid]
         ended = self._ended
         intents = self._intents
         while ended:
@@ -354,14 +363,16 @@ class GovernorCore:
             rec = intents.get(iid)
             if rec is not None and rec.since == since and rec.state in _ENDED:
                 del intents[iid]
-        cooldown = self._cooldown
-        gone = now - self._cfg.symbol_cooldown_ms
-        while cooldown:
-            sym, at = next(iter(cooldown.items()))
-            if at > gone:
-                due = min(due, at + self._cfg.symbol_cooldown_ms)
+        cooldown, cooldown_q = self._cooldown, self._cooldown_q
+        cool = self._cfg.symbol_cooldown_ms
+        while cooldown_q:
+            at, sym = cooldown_q[0]
+            if at > now - cool:
+                due = min(due, at + cool)
                 break
-            del cooldown[sym]
+            cooldown_q.popleft()
+            if cooldown.get(sym) == at:
+                del cooldown[sym]
         self._forget_due = due
 
     def _remember_end(self, rec: _Intent) -> None:
@@ -520,8 +531,8 @@ class GovernorCore:
         assert rec is not None
         self._free(rec)
         if not order_ended:
-            self._cooldown.pop(rec.symbol, None)
             self._cooldown[rec.symbol] = self._now
+            self._cooldown_q.append((self._now, rec.symbol))
             if self._now + self._cfg.symbol_cooldown_ms < self._forget_due:
                 self._forget_due = self._now + self._cfg.symbol_cooldown_ms
         self._emit_intent(DecisionKind.RELEASED, rec, release_reason=reason)
@@ -711,9 +722,10 @@ class GovernorCore:
         for_intent_id: str | None = None,
     ) -> None:
         out = self._out
+        k = self._repeat_no
         out.append(
             Decision(
-                decision_id=f"{self._id_prefix}{len(out)}",
+                decision_id=f"{self._cmd_id}#{k}.{len(out)}" if k else f"{self._cmd_id}#{len(out)}",
                 command_id=self._cmd_id,
                 kind=kind,
                 event_time_ms=self._now,
@@ -755,8 +767,8 @@ class GovernorCore:
                 "out_intent_id": rot.out_intent_id,
                 "started_at": rot.started_at,
             },
-            "cooldown": [[sym, at] for sym, at in self._cooldown.items()],
-            "handled": [[cid, *entry] for cid, entry in self._seen.items()],
+            "cooldown": sorted(([sym, at] for sym, at in self._cooldown.items()), key=_at),
+            "handled": sorted(([cid, *entry] for cid, entry in self._seen.items()), key=_last),
         }
 
     @staticmethod
@@ -802,10 +814,12 @@ class GovernorCore:
             core._rotation = _Rotation(
                 _request_from_json(r["request"]), r["out_intent_id"], int(r["started_at"])
             )
-        core._cooldown = OrderedDict((sym, int(at)) for sym, at in data["cooldown"])
-        core._seen = OrderedDict(
-            (cid, [int(bits), int(times), int(last)]) for cid, bits, times, last in data["handled"]
-        )
+        core._cooldown = {sym: int(at) for sym, at in data["cooldown"]}
+        core._cooldown_q = deque(sorted((at, sym) for sym, at in core._cooldown.items()))
+        core._seen = {
+            cid: [int(bits), int(times), int(last)] for cid, bits, times, last in data["handled"]
+        }
+        core._seen_q = deque(sorted((entry[2], cid) for cid, entry in core._seen.items()))
         core._forget_due = core._expiry_due = 0  # the first command recomputes both
         return core
 
@@ -859,6 +873,14 @@ class GovernorCore:
             ],
         }
         return cls.from_snapshot(config, v2)
+
+
+def _at(row: list[Any]) -> int:
+    return row[1]
+
+
+def _last(row: list[Any]) -> int:
+    return row[3]
 
 
 def _intent_to_json(rec: _Intent) -> list[Any]:
