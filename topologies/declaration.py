@@ -132,8 +132,8 @@ TOPOLOGY = Topology(
             exact_partitions=True,
             has_dlq=False,
             # A snapshot holds one memory horizon (24 h) of command ids, zlib-compressed:
-            # ~5 bytes per command, so 16 MiB (the governor producer's message.max.bytes)
-            # is ~3M commands a day. The broker default of 1 MB would be ~200k.
+            # ~8 bytes per command (docs/governor.md), so 16 MiB (the governor producer's
+            # message.max.bytes) is ~2M commands a day; the broker's 1 MB would be ~120k.
             max_message_bytes=SNAPSHOT_MAX_BYTES,
         ),
         TopicSpec(ORDERS, 6, "orders.avsc", "Orders sent (client order id = intent id)."),
