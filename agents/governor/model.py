@@ -53,9 +53,6 @@ class SlotState(StrEnum):
     REJECTED = "REJECTED"  # the order ended unfilled, or its fill found no room or a held symbol
 
 
-HOLDS_SLOT = frozenset({SlotState.RESERVED, SlotState.OPEN})
-
-
 class DenyReason(StrEnum):
     LIMIT_FULL = "LIMIT_FULL"  # open + reserved at (or above) the hard cap
     REGIME_SLOTS_FULL = "REGIME_SLOTS_FULL"  # at the regime's active slots, no rotation possible
