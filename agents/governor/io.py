@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, Producer
 from confluent_kafka import TopicPartition as Tp
 
+from agents.governor.audit import AuditReport, audit_decisions
 from agents.governor.codec import (
     COMMAND_SCHEMA,
     DECISION_SCHEMA,
@@ -22,7 +23,7 @@ from agents.governor.codec import (
 )
 from agents.governor.config import GovernorSettings
 from agents.governor.core import check_command
-from agents.governor.model import Command, Decision
+from agents.governor.model import Command, Decision, SlotRequest
 from quantum.config import RuntimeSettings
 from quantum.errors import InvalidRecord, PoisonRecord
 from quantum.kafka_util import high_watermarks, read_range
@@ -196,3 +197,14 @@ def end_offset(settings: RuntimeSettings, logical_topic: str = PORTFOLIO) -> int
 def governor_group_id(settings) -> str:
     """The consumer group whose committed offset marks the governor's decided prefix."""
     return settings.governor_shell.group_id_for(settings.kafka.topic_prefix)
+
+
+def audit_committed_log(settings) -> tuple[AuditReport, list[LoggedDecision], list[int]]:
+    """Re-read the committed portfolio and decisions logs and audit them: the invariant at
+    every offset, and one final decision for every request in the portfolio log.
+    Returns the report, the decisions read, and the offsets of undecodable commands."""
+    commands, poison = read_commands(settings)
+    requests = [cmd for _, cmd in commands if isinstance(cmd, SlotRequest)]
+    logged = read_decisions(settings)
+    report = audit_decisions(((d.offset, d.decision) for d in logged), requests)
+    return report, logged, poison
