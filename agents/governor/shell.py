@@ -67,6 +67,33 @@ EXIT_FENCED = 3
 SLOW_TRANSACTION_S = 0.05  # logged with its phases: where a latency tail comes from
 
 
+def producer_config(bootstrap: str, transactional_id: str) -> dict[str, object]:
+    """The transactional producer of the loop (bench/governor.py's bare loop uses it too)."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "transactional.id": transactional_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 1,
+        "transaction.timeout.ms": TXN_TIMEOUT_MS,
+        "message.max.bytes": 16 * 1024 * 1024,
+        "compression.type": "lz4",
+    }
+
+
+def consumer_config(bootstrap: str, group_id: str) -> dict[str, object]:
+    """The read_committed input consumer of the loop (and of the bench's bare loop)."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 5,
+        "enable.partition.eof": False,
+    }
+
+
 class GovernorFenced(RuntimeError):
     """A newer governor instance took over; this one must stop and commit nothing."""
 
@@ -103,31 +130,10 @@ class GovernorShell:
         self._next_offset = 0
         self._since_snapshot = 0
         bootstrap = settings.kafka.bootstrap
-        self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "transactional.id": self.shell.transactional_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 1,
-                "transaction.timeout.ms": TXN_TIMEOUT_MS,
-                "message.max.bytes": 16 * 1024 * 1024,
-                "compression.type": "lz4",
-            }
-        )
+        self.producer = Producer(producer_config(bootstrap, self.shell.transactional_id))
         # assign(), not subscribe(): one partition, and no wait for a dead member's session
         # timeout after a SIGKILL (FACTS.md). Fencing rests on the transactional.id.
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": self.shell.group_id,
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 5,
-                "enable.partition.eof": False,
-            }
-        )
+        self.consumer = Consumer(consumer_config(bootstrap, self.shell.group_id))
 
     # ------------------------------------------------------------------ start-up
 
