@@ -31,7 +31,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import (
     Consumer,
@@ -45,7 +45,7 @@ from confluent_kafka import (
 from agents.governor.codec import DECISION_SCHEMA, decision_to_avro
 from agents.governor.core import GovernorCore
 from agents.governor.io import decode_command
-from agents.governor.model import Command, Decision
+from agents.governor.model import Command
 from quantum.dlq import DLQ_SCHEMA, dead_letter_value
 from quantum.errors import PoisonRecord
 from quantum.kafka_util import high_watermarks, read_range
@@ -106,6 +106,19 @@ class BatchStats:
     transactions: int = 0
 
 
+@dataclass
+class _Batch:
+    """One transaction's worth of output, encoded and ready for `produce_batch`."""
+
+    commands: int
+    decisions: list[dict[str, object]] = field(default_factory=list)
+    dead_letters: list[dict[str, object]] = field(default_factory=list)
+    snapshot: bytes | None = None
+    next_offset: int = 0  # the input offset this transaction commits
+    prepare_s: float = 0.0
+    published_at: float = 0.0
+
+
 class GovernorShell:
     """Runs the pure `GovernorCore` inside Kafka transactions. One per deployment."""
 
@@ -125,7 +138,7 @@ class GovernorShell:
         self.snapshots_topic = settings.topic(GOVERNOR_SNAPSHOTS)
         self.dlq = dlq_topic(self.portfolio)
         self.stats = BatchStats()  # committed work only
-        self._pending = BatchStats()  # the open transaction's
+        self._in_transaction = False
         self.core = GovernorCore(settings.governor)
         self._next_offset = 0
         self._since_snapshot = 0
@@ -209,123 +222,168 @@ class GovernorShell:
     # ------------------------------------------------------------------ the loop
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> BatchStats:
-        """Decide until `should_stop()`; returns counts. Raises GovernorFenced if fenced."""
+        """Decide until `should_stop()`; returns counts. Raises GovernorFenced if fenced.
+
+        Pipelined by one batch: while a transaction's records are on their way to the
+        broker, the next batch (whatever the consumer already holds, without waiting) is
+        decoded, decided and encoded. Nothing of it is produced before that transaction
+        committed; if it aborts instead, the prepared batch is dropped with the rest of the
+        state, which is rebuilt from the committed log (`_restore`).
+        """
         self.start()
-        batch_size = self.shell.commands_per_transaction
-        wait_s = self.shell.max_batch_wait_ms / 1000
+        wait_s = max(self.shell.max_batch_wait_ms / 1000, 0.001)
+        ready: _Batch | None = None
         while not should_stop():
-            msgs = self.consumer.consume(num_messages=batch_size, timeout=max(wait_s, 0.001))
-            msgs = [m for m in msgs if not _is_soft_error(m)]
-            if msgs:
-                self.process_batch(msgs)
+            try:
+                if ready is None:
+                    ready = self._prepare(self._poll(wait_s))
+                    if ready is None:
+                        continue
+                self._publish(ready)
+                upcoming = self._prepare(self._poll(0))
+                self._commit(ready)
+                ready = upcoming
+            except KafkaException as exc:
+                ready = None
+                self._fail(exc)
         return self.stats
 
     def process_batch(self, msgs: list[Message]) -> None:
         """Decide `msgs` in one transaction; `stats` counts them only once it committed."""
-        self._pending = BatchStats()
-        t0 = time.perf_counter()
         try:
-            self.producer.begin_transaction()
-            for msg in msgs:
-                self._decide(msg)
-            self._since_snapshot += len(msgs)
-            snapshot = self._since_snapshot >= self.shell.snapshot_every
-            if snapshot:
-                self._produce_snapshot()
-            t1 = time.perf_counter()
-            # Flushing first is measurably faster here: send_offsets_to_transaction with
-            # records still queued took ~22 ms against ~1 ms after a flush (bench/governor.py).
-            self.producer.flush(30)
-            t2 = time.perf_counter()
-            offsets = [TopicPartition(self.portfolio, 0, self._next_offset)]
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), 30
-            )
-            t3 = time.perf_counter()
-            self.producer.commit_transaction(30)
-            t4 = time.perf_counter()
-            if t4 - t0 > SLOW_TRANSACTION_S:
-                log.warning(
-                    "%s: slow transaction %.0f ms for %d commands (decide %.0f%s, flush %.0f, "
-                    "offsets %.0f, commit %.0f ms)",
-                    self.instance,
-                    (t4 - t0) * 1000,
-                    len(msgs),
-                    (t1 - t0) * 1000,
-                    " incl. snapshot" if snapshot else "",
-                    (t2 - t1) * 1000,
-                    (t3 - t2) * 1000,
-                    (t4 - t3) * 1000,
-                )
-            self.stats.commands += self._pending.commands
-            self.stats.decisions += self._pending.decisions
-            self.stats.dead_letters += self._pending.dead_letters
-            self.stats.transactions += 1
+            batch = self._prepare(msgs)
+            if batch is not None:
+                self._publish(batch)
+                self._commit(batch)
         except KafkaException as exc:
-            error = self._translate(exc)
-            if isinstance(error, GovernorFenced):
-                raise error from exc
-            log.warning("transaction failed (%s); aborting and rebuilding state", exc)
-            self._abort_and_recover()
+            self._fail(exc)
 
-    def _decide(self, msg: Message) -> None:
-        if msg.error():
-            raise KafkaException(msg.error())
-        command = self._decode_or_none(msg, route_to_dlq=True)
-        self._next_offset = msg.offset() + 1
-        self._pending.commands += 1
-        if command is None:
-            return
-        for decision in self.core.handle(command):
-            self._produce_decision(decision, msg.offset())
+    def _poll(self, timeout_s: float) -> list[Message]:
+        msgs = self.consumer.consume(
+            num_messages=self.shell.commands_per_transaction, timeout=timeout_s
+        )
+        return [m for m in msgs if not _is_soft_error(m)]
 
-    def _decode_or_none(self, msg: Message, *, route_to_dlq: bool = False) -> Command | None:
-        """A poison command is dead-lettered (in the same transaction) and yields None."""
+    def _prepare(self, msgs: list[Message]) -> _Batch | None:
+        """Decode, decide and encode `msgs`: the core's state moves on, nothing is sent."""
+        if not msgs:
+            return None
+        t0 = time.perf_counter()
+        batch = _Batch(commands=len(msgs))
+        decisions = batch.decisions
+        handle = self.core.handle
+        encode = self.serde.encode
+        topic = self.decisions_topic
+        for msg in msgs:
+            if msg.error():
+                raise KafkaException(msg.error())
+            try:
+                command = decode_command(self.serde, self.portfolio, msg.value() or b"")
+            except PoisonRecord as exc:
+                batch.dead_letters.append(self._dead_letter(msg, exc))
+                continue
+            offset = msg.offset()
+            for decision in handle(command):
+                value = encode(
+                    topic, decision_to_avro(decision, offset), schema_file=DECISION_SCHEMA
+                )
+                decisions.append({"value": value, "key": (decision.symbol or "").encode()})
+        self._next_offset = batch.next_offset = msgs[-1].offset() + 1
+        self._since_snapshot += len(msgs)
+        if self._since_snapshot >= self.shell.snapshot_every:
+            batch.snapshot = self._snapshot()
+        batch.prepare_s = time.perf_counter() - t0
+        return batch
+
+    def _publish(self, batch: _Batch) -> None:
+        """Open the batch's transaction and hand its records to the producer."""
+        t0 = time.perf_counter()
+        self.producer.begin_transaction()
+        self._in_transaction = True
+        if batch.decisions:
+            _produce_all(self.producer, self.decisions_topic, batch.decisions)
+        if batch.dead_letters:
+            _produce_all(self.producer, self.dlq, batch.dead_letters)
+        if batch.snapshot is not None:
+            self.producer.produce(self.snapshots_topic, key=SNAPSHOT_KEY, value=batch.snapshot)
+        batch.published_at = t0
+
+    def _commit(self, batch: _Batch) -> None:
+        t1 = time.perf_counter()
+        # Flushing first is measurably faster here: send_offsets_to_transaction with
+        # records still queued took ~22 ms against ~1 ms after a flush (bench/governor.py).
+        self.producer.flush(30)
+        t2 = time.perf_counter()
+        offsets = [TopicPartition(self.portfolio, 0, batch.next_offset)]
+        self.producer.send_offsets_to_transaction(
+            offsets, self.consumer.consumer_group_metadata(), 30
+        )
+        t3 = time.perf_counter()
+        self.producer.commit_transaction(30)
+        self._in_transaction = False
+        t4 = time.perf_counter()
+        total = batch.prepare_s + t4 - batch.published_at
+        if total > SLOW_TRANSACTION_S:
+            log.warning(
+                "%s: slow transaction %.0f ms for %d commands (decide %.0f%s, publish and "
+                "decide the next %.0f, flush %.0f, offsets %.0f, commit %.0f ms)",
+                self.instance,
+                total * 1000,
+                batch.commands,
+                batch.prepare_s * 1000,
+                " incl. snapshot" if batch.snapshot is not None else "",
+                (t1 - batch.published_at) * 1000,
+                (t2 - t1) * 1000,
+                (t3 - t2) * 1000,
+                (t4 - t3) * 1000,
+            )
+        self.stats.commands += batch.commands
+        self.stats.decisions += len(batch.decisions)
+        self.stats.dead_letters += len(batch.dead_letters)
+        self.stats.transactions += 1
+
+    def _fail(self, exc: KafkaException) -> None:
+        """A fenced instance stops; any other failure aborts and rebuilds the state."""
+        error = self._translate(exc)
+        if isinstance(error, GovernorFenced):
+            raise error from exc
+        log.warning("transaction failed (%s); aborting and rebuilding state", exc)
+        self._abort_and_recover()
+
+    def _decode_or_none(self, msg: Message) -> Command | None:
+        """The command in `msg`, or None for poison (replay: its dead letter is out already)."""
         try:
             return decode_command(self.serde, self.portfolio, msg.value() or b"")
-        except PoisonRecord as exc:
-            if route_to_dlq:
-                self._produce_dead_letter(msg, exc)
+        except PoisonRecord:
             return None
 
-    def _produce_decision(self, decision: Decision, input_offset: int) -> None:
-        value = self.serde.encode(
-            self.decisions_topic,
-            decision_to_avro(decision, input_offset),
-            schema_file=DECISION_SCHEMA,
-        )
-        key = (decision.symbol or "").encode()
-        self.producer.produce(self.decisions_topic, value=value, key=key)
-        self._pending.decisions += 1
-
-    def _produce_dead_letter(self, msg: Message, exc: Exception) -> None:
+    def _dead_letter(self, msg: Message, exc: Exception) -> dict[str, object]:
         value = dead_letter_value(msg, exc, agent=AGENT_NAME)
-        self.producer.produce(
-            self.dlq,
-            key=msg.key(),
-            value=self.serde.encode(self.dlq, value, schema_file=DLQ_SCHEMA),
-        )
-        self._pending.dead_letters += 1
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+        return {
+            "key": msg.key(),
+            "value": self.serde.encode(self.dlq, value, schema_file=DLQ_SCHEMA),
+        }
 
-    def _produce_snapshot(self) -> None:
+    def _snapshot(self) -> bytes:
         payload = {
             "v": SNAPSHOT_VERSION,
             "input_offset": self._next_offset,
             "core": self.core.to_snapshot(),
         }
-        blob = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 1)
-        self.producer.produce(self.snapshots_topic, key=SNAPSHOT_KEY, value=blob)
         self._since_snapshot = 0
+        return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 1)
 
     def _abort_and_recover(self) -> None:
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException as exc:
-            error = self._translate(exc)
-            if isinstance(error, GovernorFenced):
-                raise error from exc
-            raise
+        if self._in_transaction:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as exc:
+                error = self._translate(exc)
+                if isinstance(error, GovernorFenced):
+                    raise error from exc
+                raise
+            self._in_transaction = False
         self._restore()
 
     def _translate(self, exc: KafkaException) -> Exception:
@@ -347,6 +405,16 @@ class GovernorShell:
                 self.producer.flush(5)
             except KafkaException as exc:
                 log.info("%s: producer closed with %s", self.instance, exc)
+
+
+def _produce_all(producer: Producer, topic: str, messages: list[dict[str, object]]) -> None:
+    """Queue every message or raise: a message left out would be missing from the commit."""
+    queued = producer.produce_batch(topic, messages)
+    if queued != len(messages):
+        failed = next((m["_error"] for m in messages if "_error" in m), None)
+        if isinstance(failed, KafkaError):
+            raise KafkaException(failed)
+        raise KafkaException(KafkaError(KafkaError._FAIL, f"{queued}/{len(messages)} queued"))
 
 
 def _is_soft_error(msg: Message) -> bool:
