@@ -60,13 +60,28 @@ def _record_name(schema: dict[str, Any]) -> str:
 
 
 def _compile_record(schema: dict[str, Any]) -> _Check:
-    """One checking function for a record schema (nested record unions included)."""
+    """One checking function for a record schema (nested record unions included).
+
+    Checks run in field order, so a record with several faults always names the same one.
+    """
     checks: list[_Check] = []
+    present: list[str] = []  # a run of consecutive "must be present" fields, checked in one go
     rec_name = _record_name(schema)
+
+    def flush_present() -> None:
+        if present:
+            checks.append(_present_check(tuple(present)))
+            present.clear()
+
     for field in schema["fields"]:
         name: str = field["name"]
         nullable, ftype = _nullable(field["type"])
         kind = field.get("x-decimal")
+        plain = ftype in ("int", "long", "double", "string", "boolean")
+        if plain and not kind and not nullable and not (name == "symbol" and ftype == "string"):
+            present.append(name)
+            continue
+        flush_present()
         if kind:
             checks.append(_decimal_check(name, rec_name, kind, nullable))
         elif isinstance(ftype, dict) and ftype.get("logicalType") == "timestamp-millis":
@@ -77,42 +92,49 @@ def _compile_record(schema: dict[str, Any]) -> _Check:
             isinstance(t, dict) and t.get("type") == "record" for t in ftype
         ):
             checks.append(_union_check(name, rec_name, ftype))
-        elif not nullable and ftype in ("int", "long", "double", "string", "boolean"):
-            checks.append(_present_check(name, rec_name))
+    flush_present()
     extra = _EXTRA.get(rec_name)
     if extra is not None:
         checks.append(extra)
+    all_checks = tuple(checks)
 
     def check(value: dict[str, Any], prefix: str, universe: frozenset[str] | None) -> None:
         if not isinstance(value, dict):
             raise InvalidRecord("INVALID_VALUE", f"{prefix or rec_name}: not a record")
-        for c in checks:
+        for c in all_checks:
             c(value, prefix, universe)
 
     return check
 
 
-def _present_check(name: str, rec: str) -> _Check:
+def _present_check(names: tuple[str, ...]) -> _Check:
     def check(value: dict[str, Any], prefix: str, _u: frozenset[str] | None) -> None:
-        if value.get(name) is None:
-            raise _bad(prefix + name, "is missing")
+        get = value.get
+        for name in names:
+            if get(name) is None:
+                raise _bad(prefix + name, "is missing")
 
     return check
 
 
 def _decimal_check(name: str, rec: str, kind: str, nullable: bool) -> _Check:
+    positive = kind == "positive"
+    non_negative = kind == "non_negative"
+
     def check(value: dict[str, Any], prefix: str, _u: frozenset[str] | None) -> None:
-        path = prefix + name
-        if value.get(name) is None:
+        raw = value.get(name)
+        if raw is None:
             if nullable:
                 return
-            raise _bad(path, "is missing")
-        d = decimal_field(value, name, path)
-        assert d is not None
-        if kind == "positive" and d <= 0:
-            raise _bad(path, f"= {value[name]!r} must be > 0")
-        if kind == "non_negative" and d < 0:
-            raise _bad(path, f"= {value[name]!r} must be >= 0")
+            raise _bad(prefix + name, "is missing")
+        try:
+            d = parse_decimal(raw)
+        except ValueError:
+            raise _bad(prefix + name, f"= {raw!r} is not a finite decimal") from None
+        if positive and d <= 0:
+            raise _bad(prefix + name, f"= {raw!r} must be > 0")
+        if non_negative and d < 0:
+            raise _bad(prefix + name, f"= {raw!r} must be >= 0")
 
     return check
 
@@ -145,21 +167,33 @@ def _union_check(name: str, rec: str, branches: list[dict[str, Any]]) -> _Check:
     """A union of records: find the branch by tuple notation, `-type`, or by its fields."""
     compiled = {_record_name(b): _compile_record(b) for b in branches}
     field_sets = {_record_name(b): {f["name"] for f in b["fields"]} for b in branches}
+    short: dict[str, str] = {}  # full record name -> branch name, learnt as they come
+    paths: dict[tuple[str, str], str] = {}  # (prefix, branch) -> the branch's field prefix
 
     def check(value: dict[str, Any], prefix: str, universe: frozenset[str] | None) -> None:
         item = value.get(name)
         branch: str | None = None
         if isinstance(item, tuple) and len(item) == 2:
-            branch, item = str(item[0]).rsplit(".", 1)[-1], item[1]
+            full = item[0]
+            branch = short.get(full) if type(full) is str else None
+            if branch is None:
+                branch = str(full).rsplit(".", 1)[-1]
+                if branch in compiled and type(full) is str:
+                    short[full] = branch
+            item = item[1]
         elif isinstance(item, dict) and "-type" in item:
             branch = str(item["-type"]).rsplit(".", 1)[-1]
         elif isinstance(item, dict):
             keys = set(item) - {"-type"}
             matches = [n for n, fs in field_sets.items() if fs == keys]
             branch = matches[0] if len(matches) == 1 else None
-        if branch not in compiled or not isinstance(item, dict):
+        check_branch = compiled.get(branch) if branch is not None else None
+        if check_branch is None or not isinstance(item, dict):
             raise _bad(prefix + name, f"is not one of {sorted(compiled)} (got {branch!r})")
-        compiled[branch](item, f"{prefix}{name}.{branch}.", universe)
+        path = paths.get((prefix, branch))  # type: ignore[arg-type]
+        if path is None:
+            path = paths[(prefix, branch)] = f"{prefix}{name}.{branch}."  # type: ignore[index]
+        check_branch(item, path, universe)
 
     return check
 
