@@ -73,8 +73,9 @@ class AvroSerde:
     `SchemaRegistryClient.new_client({"url": "mock://..."})` in pure unit tests only).
     """
 
-    def __init__(self, client: SchemaRegistryClient) -> None:
+    def __init__(self, client: SchemaRegistryClient, *, compiled: bool = True) -> None:
         self.client = client
+        self.compiled = compiled  # False: fastavro only (the reference the tests compare with)
         # (subject, schema_file) -> (schema id, parsed runtime schema)
         self._writers: dict[tuple[str, str], tuple[int, Any]] = {}
         # schema id -> (registry text, parsed runtime schema)
@@ -129,7 +130,8 @@ class AvroSerde:
         entry = self._encoders.get((topic, schema_file))
         if entry is None:
             schema_id, parsed = self._writer(topic, schema_file)
-            entry = (_HEADER.pack(MAGIC_BYTE, schema_id), parsed, compile_writer(parsed))
+            writer = compile_writer(parsed) if self.compiled else None
+            entry = (_HEADER.pack(MAGIC_BYTE, schema_id), parsed, writer)
             self._encoders[(topic, schema_file)] = entry
         header, parsed, compiled = entry
         if compiled is not None:
@@ -199,7 +201,8 @@ class AvroSerde:
         compiled = self._decoders.get(key)
         if compiled is None and key not in self._decoders:
             writer, reader = self._reader(schema_id, schema_file, topic)
-            compiled = self._decoders[key] = compile_reader(writer) if reader is None else None
+            plain = reader is None and self.compiled
+            compiled = self._decoders[key] = compile_reader(writer) if plain else None
         if compiled is not None and type(data) is bytes:
             try:
                 value, end = compiled(data, HEADER_SIZE)

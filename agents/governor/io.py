@@ -16,7 +16,7 @@ from confluent_kafka import TopicPartition as Tp
 from agents.governor.codec import (
     COMMAND_SCHEMA,
     DECISION_SCHEMA,
-    command_from_avro,
+    command_from_validated,
     command_to_avro,
     decision_from_avro,
 )
@@ -40,7 +40,7 @@ def decode_command(serde: AvroSerde, topic: str, data: bytes) -> Command:
     value = serde.decode(topic, data, schema_file=COMMAND_SCHEMA)
     validate(COMMAND_SCHEMA, value)
     try:
-        return command_from_avro(value)
+        return command_from_validated(value)
     except (KeyError, ValueError, TypeError) as exc:
         raise InvalidRecord("INVALID_COMMAND", f"{type(exc).__name__}: {exc}") from exc
 

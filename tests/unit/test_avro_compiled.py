@@ -66,24 +66,25 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def values(schema: Any, *, record_tuple: bool = False) -> st.SearchStrategy[Any]:
-    """Values of a runtime schema, in the shapes the compiled writer covers."""
+def values(schema: Any, text: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[Any]:
+    """Values of a runtime schema, in the shapes the compiled writer covers (`text`: the
+    strategy for string fields, any text by default)."""
     if isinstance(schema, list):
         records = [b for b in schema if isinstance(b, dict) and b.get("type") == "record"]
         if records and len(records) == len(schema):
             return st.one_of(
-                *[values(b).map(lambda v, n=b["name"]: (n, v)) for b in records]  # type: ignore[misc]
+                *[values(b, text).map(lambda v, n=b["name"]: (n, v)) for b in records]  # type: ignore[misc]
             )
-        return st.one_of(*[values(b) for b in schema])
+        return st.one_of(*[values(b, text) for b in schema])
     kind = schema["type"] if isinstance(schema, dict) else schema
     if kind == "record":
-        return st.fixed_dictionaries({f["name"]: values(f["type"]) for f in schema["fields"]})
+        return st.fixed_dictionaries({f["name"]: values(f["type"], text) for f in schema["fields"]})
     if kind == "enum":
         return st.sampled_from(schema["symbols"])
     if kind == "array":
-        return st.lists(values(schema["items"]), max_size=4)
+        return st.lists(values(schema["items"], text), max_size=4)
     if kind == "map":
-        return st.dictionaries(st.text(max_size=5), values(schema["values"]), max_size=4)
+        return st.dictionaries(st.text(max_size=5), values(schema["values"], text), max_size=4)
     if kind == "fixed":
         return st.binary(min_size=schema["size"], max_size=schema["size"])
     return {
@@ -94,7 +95,7 @@ def values(schema: Any, *, record_tuple: bool = False) -> st.SearchStrategy[Any]
         "float": st.floats(width=32),
         "double": st.floats(),
         "bytes": st.binary(max_size=80),
-        "string": st.text(max_size=80),
+        "string": st.text(max_size=80) if text is None else text,
     }[kind]
 
 
@@ -124,7 +125,7 @@ def test_random_values_match_fastavro(schema_file: str, data: st.DataObject) -> 
     assert _same(_compiled_read(schema, encoded), _fast_read(schema, encoded))
 
 
-def _mutations(encoded: bytes) -> st.SearchStrategy[bytes]:
+def mutations(encoded: bytes) -> st.SearchStrategy[bytes]:
     n = len(encoded)
     return st.one_of(
         st.integers(0, max(n - 1, 0)).map(lambda i: encoded[:i]),  # truncated
@@ -147,7 +148,7 @@ def test_bad_bytes_are_fastavros_to_judge(schema_file: str, data: st.DataObject)
     back (Unusual) for fastavro to read or reject."""
     schema = runtime_schema(schema_file)
     encoded = _fast_write(schema, data.draw(values(schema)))
-    mutated = data.draw(_mutations(encoded))
+    mutated = data.draw(mutations(encoded))
     try:
         got = _compiled_read(schema, mutated)
     except Unusual:
