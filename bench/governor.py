@@ -273,6 +273,15 @@ def _profiler(pid: int, out: Path) -> subprocess.Popen:
     )
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(sorted_ms: list[float], q: float) -> float:
     return sorted_ms[min(len(sorted_ms) - 1, int(len(sorted_ms) * q))]
 
@@ -325,6 +334,7 @@ def run_case(
         if profile is not None and kind == "governor":
             spy = _profiler(process.pid, profile / f"governor-k{case.k}-{run_id}.txt")
             time.sleep(0.5)  # py-spy attaches
+        cpu_before = _cpu_seconds(process.pid)
         started = time.perf_counter()
         for value in values:
             sender.send_raw(value)
@@ -332,6 +342,7 @@ def run_case(
         target = end_offset(settings)
         wait_until(lambda: committed() >= target, 600, "the throughput run", poll_s=0.01)
         elapsed = time.perf_counter() - started
+        cpu_after = _cpu_seconds(process.pid)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -377,6 +388,10 @@ def run_case(
             "throughput_records": n,
             "throughput_seconds": round(elapsed, 3),
             "per_second": round(per_second, 1),
+            # the processor's own CPU (all its threads), per record of the throughput phase
+            "cpu_us_per_record": None
+            if cpu_before is None or cpu_after is None
+            else round((cpu_after - cpu_before) / n * 1e6, 1),
             "latency_records": case.latency_records,
             "latency_offered_per_s": case.offered_per_s,
             "latency_ms_p50": round(statistics.median(lat_ms), 2),

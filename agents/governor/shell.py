@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import (
@@ -65,6 +67,7 @@ SNAPSHOT_VERSION = 1
 TXN_TIMEOUT_MS = 30_000
 EXIT_FENCED = 3
 SLOW_TRANSACTION_S = 0.05  # logged with its phases: where a latency tail comes from
+GIL_SWITCH_INTERVAL_S = 0.0005  # while run() is deciding (see there), process-wide
 
 
 def producer_config(bootstrap: str, transactional_id: str) -> dict[str, object]:
@@ -142,6 +145,10 @@ class GovernorShell:
         self.dlq = dlq_topic(self.portfolio)
         self.stats = BatchStats()  # committed work only
         self._in_transaction = False
+        # One thread that flushes, sends the offsets and commits while the next batch is
+        # prepared (run()); never two transactional calls at once.
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"{instance}-commit")
+        self._group_metadata = None
         self.core = GovernorCore(settings.governor)
         self._next_offset = 0
         self._since_snapshot = 0
@@ -179,6 +186,8 @@ class GovernorShell:
         self._next_offset = committed
         self._since_snapshot = replayed
         self.consumer.assign([TopicPartition(self.portfolio, 0, committed)])
+        # Read here, not in the committer thread while this one consumes.
+        self._group_metadata = self.consumer.consumer_group_metadata()
         log.info(
             "%s restored: snapshot@%s, replayed %d commands, resuming at offset %d "
             "(open=%d reserved=%d)",
@@ -227,39 +236,47 @@ class GovernorShell:
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> BatchStats:
         """Decide until `should_stop()`; returns counts. Raises GovernorFenced if fenced.
 
-        While a transaction's records are on their way to the broker, the next commands
-        (whatever the consumer already holds, without waiting) are decoded and validated:
-        that is stateless. Deciding and encoding them waits until the transaction has
-        committed, for two reasons: the core's state must not run ahead of what is
-        committed, and the time it takes lets the transaction coordinator finish the last
-        commit; a new transaction that adds its partitions before that gets
-        CONCURRENT_TRANSACTIONS, which librdkafka retries only after 20 ms (measured here
-        at K=100 with the next batch decided ahead: flush waits of 23-39 ms).
+        Two stages overlap: while one transaction is flushed, its offsets sent and it is
+        committed (in the committer thread, blocked in librdkafka without the GIL), the
+        next batch (whatever the consumer holds by then, without waiting) is decoded,
+        decided and encoded here. It is published only once that commit succeeded; if the
+        commit fails instead, the prepared batch is dropped with the rest of the state,
+        which is rebuilt from the committed log (`_restore`), as after any abort.
         """
         self.start()
         wait_s = max(self.shell.max_batch_wait_ms / 1000, 0.001)
-        ahead: list[_Decoded] = []
-        while not should_stop():
-            try:
-                decoded = ahead or self._decode(self._poll(wait_s))
-                ahead = []
-                if not decoded:
-                    continue
-                batch = self._prepare(decoded)
-                self._publish(batch)
-                ahead = self._decode(self._poll(0))
-                self._commit(batch)
-            except KafkaException as exc:
-                ahead = []
-                self._fail(exc)
+        committing: Future[None] | None = None
+        # The committer thread needs the GIL for a moment between its librdkafka calls;
+        # with the default 5 ms switch interval it could wait that long for this thread.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, GIL_SWITCH_INTERVAL_S))
+        try:
+            while not should_stop():
+                try:
+                    msgs = self._poll(0 if committing is not None else wait_s)
+                    batch = self._prepare(self._decode(msgs)) if msgs else None
+                    if committing is not None:
+                        committing, done = None, committing
+                        done.result()  # the last transaction's outcome, raised here
+                    if batch is not None:
+                        self._publish(batch)
+                        committing = self._committer.submit(self._commit, batch)
+                except KafkaException as exc:
+                    if committing is not None:
+                        _settle(committing)  # never abort while a commit is in flight
+                        committing = None
+                    self._fail(exc)
+        finally:
+            sys.setswitchinterval(switch_interval)
+            if committing is not None:
+                _settle(committing)
         return self.stats
 
     def process_batch(self, msgs: list[Message]) -> None:
         """Decide `msgs` in one transaction; `stats` counts them only once it committed."""
         try:
-            decoded = self._decode(msgs)
-            if decoded:
-                batch = self._prepare(decoded)
+            batch = self._prepare(self._decode(msgs))
+            if batch is not None:
                 self._publish(batch)
                 self._commit(batch)
         except KafkaException as exc:
@@ -284,8 +301,10 @@ class GovernorShell:
                 out.append((msg, exc))
         return out
 
-    def _prepare(self, decoded: list[_Decoded]) -> _Batch:
+    def _prepare(self, decoded: list[_Decoded]) -> _Batch | None:
         """Decide and encode: the core's state moves on, nothing is sent yet."""
+        if not decoded:
+            return None
         t0 = time.perf_counter()
         batch = _Batch(commands=len(decoded))
         decisions = batch.decisions
@@ -329,9 +348,7 @@ class GovernorShell:
         self.producer.flush(30)
         t2 = time.perf_counter()
         offsets = [TopicPartition(self.portfolio, 0, batch.next_offset)]
-        self.producer.send_offsets_to_transaction(
-            offsets, self.consumer.consumer_group_metadata(), 30
-        )
+        self.producer.send_offsets_to_transaction(offsets, self._group_metadata, 30)
         t3 = time.perf_counter()
         self.producer.commit_transaction(30)
         self._in_transaction = False
@@ -339,8 +356,8 @@ class GovernorShell:
         total = batch.prepare_s + t4 - batch.published_at
         if total > SLOW_TRANSACTION_S:
             log.warning(
-                "%s: slow transaction %.0f ms for %d commands (decide %.0f%s, publish and "
-                "decode the next %.0f, flush %.0f, offsets %.0f, commit %.0f ms)",
+                "%s: slow transaction %.0f ms for %d commands (decide %.0f%s, publish %.0f, "
+                "flush %.0f, offsets %.0f, commit %.0f ms)",
                 self.instance,
                 total * 1000,
                 batch.commands,
@@ -374,10 +391,12 @@ class GovernorShell:
     def _dead_letter(self, msg: Message, exc: Exception) -> dict[str, object]:
         value = dead_letter_value(msg, exc, agent=AGENT_NAME)
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
-        return {
-            "key": msg.key(),
-            "value": self.serde.encode(self.dlq, value, schema_file=DLQ_SCHEMA),
+        out: dict[str, object] = {
+            "value": self.serde.encode(self.dlq, value, schema_file=DLQ_SCHEMA)
         }
+        if msg.key() is not None:
+            out["key"] = msg.key()
+        return out
 
     def _snapshot(self) -> bytes:
         payload = {
@@ -412,6 +431,7 @@ class GovernorShell:
 
     def close(self) -> None:
         """Leave without committing anything more (a fenced producer cannot flush)."""
+        self._committer.shutdown(wait=True)
         try:
             self.consumer.close()
         finally:
@@ -419,6 +439,14 @@ class GovernorShell:
                 self.producer.flush(5)
             except KafkaException as exc:
                 log.info("%s: producer closed with %s", self.instance, exc)
+
+
+def _settle(future: Future[None]) -> None:
+    """Wait for a commit whose outcome no longer matters (the caller aborts or stops)."""
+    try:
+        future.result()
+    except KafkaException as exc:
+        log.info("a background commit failed as well: %s", exc)
 
 
 def _produce_all(producer: Producer, topic: str, messages: list[dict[str, object]]) -> None:
