@@ -210,7 +210,11 @@ def _write_code(gen: _Gen, schema: Any, x: str) -> list[str]:
         return [
             f"if type({x}) is not int or not {lo} <= {x} <= {hi}:",
             "    raise Unusual()",
-            f"out += _SMALL[{x} << 1] if 0 <= {x} < 64 else _zigzag({x})",
+            f"z = ({x} << 1) ^ ({x} >> 63)",  # zigzag, then 7 bits per byte, low first
+            "while z > 127:",
+            "    out.append(z & 127 | 128)",
+            "    z >>= 7",
+            "out.append(z)",
         ]
     if kind in ("float", "double"):
         return [
@@ -220,7 +224,7 @@ def _write_code(gen: _Gen, schema: Any, x: str) -> list[str]:
         ]
     if kind == "string":
         return [
-            f"if not isinstance({x}, str):",
+            f"if type({x}) is not str and not isinstance({x}, str):",
             "    raise Unusual()",
             f"b = {x}.encode()",
             "k = len(b)",
@@ -244,7 +248,7 @@ def _write_code(gen: _Gen, schema: Any, x: str) -> list[str]:
     if kind == "enum":
         codes = gen.const({s: _zigzag(i) for i, s in enumerate(schema["symbols"])})
         return [
-            f"c = {codes}.get({x}) if isinstance({x}, str) else None",
+            f"c = {codes}.get({x}) if type({x}) is str or isinstance({x}, str) else None",
             "if c is None:",
             "    raise Unusual()",
             "out += c",
@@ -349,14 +353,27 @@ def _reader_function(gen: _Gen, schema: Any) -> str:
 
 
 def _read_index(into: str) -> list[str]:
-    """Read a varint into `into`, inline for the one-byte case."""
+    """Read a varint into `into` (the same as `_read_long`, inline)."""
     return [
         "b = buf[pos]",
+        "pos += 1",
         "if b < 128:",
         f"    {into} = (b >> 1) ^ -(b & 1)",
-        "    pos += 1",
         "else:",
-        f"    {into}, pos = _read_long(buf, pos)",
+        "    z = b & 127",
+        "    sh = 7",
+        "    while True:",
+        "        b = buf[pos]",
+        "        pos += 1",
+        "        z |= (b & 127) << sh",
+        "        if b < 128:",
+        "            break",
+        "        sh += 7",
+        "        if sh > 63:",
+        "            raise Unusual()",
+        "    if z >> 64:",
+        "        raise Unusual()",
+        f"    {into} = (z >> 1) ^ -(z & 1)",
     ]
 
 
