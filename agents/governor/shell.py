@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import (
@@ -145,9 +146,9 @@ class GovernorShell:
         self.dlq = dlq_topic(self.portfolio)
         self.stats = BatchStats()  # committed work only
         self._in_transaction = False
-        # One thread that flushes, sends the offsets and commits while the next batch is
-        # prepared (run()); never two transactional calls at once.
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"{instance}-commit")
+        # Flushes, sends the offsets and commits while the next batch is prepared (run());
+        # never two transactional calls at once.
+        self._committer = _Committer(self._commit, name=f"{instance}-commit")
         self._group_metadata = None
         self.core = GovernorCore(settings.governor)
         self._next_offset = 0
@@ -245,7 +246,7 @@ class GovernorShell:
         """
         self.start()
         wait_s = max(self.shell.max_batch_wait_ms / 1000, 0.001)
-        committing: Future[None] | None = None
+        committing = False  # a published batch is being committed by the committer
         # The committer thread needs the GIL for a moment between its librdkafka calls;
         # with the default 5 ms switch interval it could wait that long for this thread.
         switch_interval = sys.getswitchinterval()
@@ -253,23 +254,24 @@ class GovernorShell:
         try:
             while not should_stop():
                 try:
-                    msgs = self._poll(0 if committing is not None else wait_s)
+                    msgs = self._poll(0 if committing else wait_s)
                     batch = self._prepare(self._decode(msgs)) if msgs else None
-                    if committing is not None:
-                        committing, done = None, committing
-                        done.result()  # the last transaction's outcome, raised here
+                    if committing:
+                        committing = False
+                        self._committer.outcome()  # the last transaction's, raised here
                     if batch is not None:
                         self._publish(batch)
-                        committing = self._committer.submit(self._commit, batch)
+                        self._committer.start(batch)
+                        committing = True
                 except KafkaException as exc:
-                    if committing is not None:
-                        _settle(committing)  # never abort while a commit is in flight
-                        committing = None
+                    if committing:
+                        self._committer.settle()  # never abort while a commit is in flight
+                        committing = False
                     self._fail(exc)
         finally:
             sys.setswitchinterval(switch_interval)
-            if committing is not None:
-                _settle(committing)
+            if committing:
+                self._committer.settle()
         return self.stats
 
     def process_batch(self, msgs: list[Message]) -> None:
@@ -431,7 +433,7 @@ class GovernorShell:
 
     def close(self) -> None:
         """Leave without committing anything more (a fenced producer cannot flush)."""
-        self._committer.shutdown(wait=True)
+        self._committer.stop()
         try:
             self.consumer.close()
         finally:
@@ -441,12 +443,48 @@ class GovernorShell:
                 log.info("%s: producer closed with %s", self.instance, exc)
 
 
-def _settle(future: Future[None]) -> None:
-    """Wait for a commit whose outcome no longer matters (the caller aborts or stops)."""
-    try:
-        future.result()
-    except KafkaException as exc:
-        log.info("a background commit failed as well: %s", exc)
+class _Committer:
+    """One thread that runs `commit(batch)` for each batch handed to `start`.
+
+    Two queues of the standard library's C implementation: the hand-over costs far less
+    than an executor's Future (a Python Condition per result).
+    """
+
+    def __init__(self, commit: Callable[[_Batch], None], *, name: str) -> None:
+        self._commit = commit
+        self._todo: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (batch := self._todo.get()) is not None:
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # handed to the caller of outcome()
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def start(self, batch: _Batch) -> None:
+        self._todo.put(batch)
+
+    def outcome(self) -> None:
+        """Wait for the started commit; raise what it raised."""
+        error = self._done.get()
+        if error is not None:
+            raise error
+
+    def settle(self) -> None:
+        """Wait for a commit whose outcome no longer matters (the caller aborts or stops)."""
+        try:
+            self.outcome()
+        except KafkaException as exc:
+            log.info("a background commit failed as well: %s", exc)
+
+    def stop(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
 
 
 def _produce_all(producer: Producer, topic: str, messages: list[dict[str, object]]) -> None:
