@@ -69,6 +69,7 @@ TXN_TIMEOUT_MS = 30_000
 EXIT_FENCED = 3
 SLOW_TRANSACTION_S = 0.05  # logged with its phases: where a latency tail comes from
 GIL_SWITCH_INTERVAL_S = 0.0005  # while run() is deciding (see there), process-wide
+POLL_WHILE_COMMITTING_S = 0.001  # how often run() looks whether the commit is over
 
 
 def producer_config(bootstrap: str, transactional_id: str) -> dict[str, object]:
@@ -239,13 +240,15 @@ class GovernorShell:
 
         Two stages overlap: while one transaction is flushed, its offsets sent and it is
         committed (in the committer thread, blocked in librdkafka without the GIL), the
-        next batch (whatever the consumer holds by then, without waiting) is decoded,
-        decided and encoded here. It is published only once that commit succeeded; if the
-        commit fails instead, the prepared batch is dropped with the rest of the state,
+        commands arriving meanwhile (up to `commands_per_transaction`) are decoded,
+        decided and encoded here, as they come. They are published once that commit
+        succeeded; if it fails instead, they are dropped with the rest of the state,
         which is rebuilt from the committed log (`_restore`), as after any abort.
         """
         self.start()
+        limit = self.shell.commands_per_transaction
         wait_s = max(self.shell.max_batch_wait_ms / 1000, 0.001)
+        batch: _Batch | None = None  # decided, not yet published
         committing = False  # a published batch is being committed by the committer
         # The committer thread needs the GIL for a moment between its librdkafka calls;
         # with the default 5 ms switch interval it could wait that long for this thread.
@@ -254,16 +257,21 @@ class GovernorShell:
         try:
             while not should_stop():
                 try:
-                    msgs = self._poll(0 if committing else wait_s)
-                    batch = self._prepare(self._decode(msgs)) if msgs else None
+                    room = limit - (0 if batch is None else batch.commands)
                     if committing:
+                        if room > 0 and not self._committer.finished():
+                            batch = self._take(room, POLL_WHILE_COMMITTING_S, batch)
+                            continue
                         committing = False
                         self._committer.outcome()  # the last transaction's, raised here
+                    elif batch is None:
+                        batch = self._take(limit, wait_s, None)
                     if batch is not None:
                         self._publish(batch)
                         self._committer.start(batch)
-                        committing = True
+                        committing, batch = True, None
                 except KafkaException as exc:
+                    batch = None
                     if committing:
                         self._committer.settle()  # never abort while a commit is in flight
                         committing = False
@@ -277,18 +285,18 @@ class GovernorShell:
     def process_batch(self, msgs: list[Message]) -> None:
         """Decide `msgs` in one transaction; `stats` counts them only once it committed."""
         try:
-            batch = self._prepare(self._decode(msgs))
+            batch = self._prepare(self._decode(msgs), None)
             if batch is not None:
                 self._publish(batch)
                 self._commit(batch)
         except KafkaException as exc:
             self._fail(exc)
 
-    def _poll(self, timeout_s: float) -> list[Message]:
-        msgs = self.consumer.consume(
-            num_messages=self.shell.commands_per_transaction, timeout=timeout_s
-        )
-        return [m for m in msgs if not _is_soft_error(m)]
+    def _take(self, limit: int, timeout_s: float, batch: _Batch | None) -> _Batch | None:
+        """Up to `limit` more commands, waiting at most `timeout_s`, decided into `batch`."""
+        msgs = self.consumer.consume(num_messages=limit, timeout=timeout_s)
+        msgs = [m for m in msgs if not _is_soft_error(m)]
+        return self._prepare(self._decode(msgs), batch) if msgs else batch
 
     def _decode(self, msgs: list[Message]) -> list[_Decoded]:
         """Each record's command, or the PoisonRecord that dead-letters it (no state used)."""
@@ -303,12 +311,15 @@ class GovernorShell:
                 out.append((msg, exc))
         return out
 
-    def _prepare(self, decoded: list[_Decoded]) -> _Batch | None:
-        """Decide and encode: the core's state moves on, nothing is sent yet."""
+    def _prepare(self, decoded: list[_Decoded], batch: _Batch | None) -> _Batch | None:
+        """Decide and encode into `batch` (a new one if None): the state moves on, nothing
+        is sent yet."""
         if not decoded:
-            return None
+            return batch
         t0 = time.perf_counter()
-        batch = _Batch(commands=len(decoded))
+        if batch is None:
+            batch = _Batch(commands=0)
+        batch.commands += len(decoded)
         decisions = batch.decisions
         handle = self.core.handle
         encode = self.serde.encode
@@ -326,8 +337,10 @@ class GovernorShell:
         self._next_offset = batch.next_offset = decoded[-1][0].offset() + 1
         self._since_snapshot += len(decoded)
         if self._since_snapshot >= self.shell.snapshot_every:
+            # (state and offset as of now; more commands may join the batch after it, which
+            # a restore replays from the committed log like any others)
             batch.snapshot = self._snapshot()
-        batch.prepare_s = time.perf_counter() - t0
+        batch.prepare_s += time.perf_counter() - t0
         return batch
 
     def _publish(self, batch: _Batch) -> None:
@@ -468,6 +481,10 @@ class _Committer:
 
     def start(self, batch: _Batch) -> None:
         self._todo.put(batch)
+
+    def finished(self) -> bool:
+        """Whether the started commit is over (its outcome() will not wait)."""
+        return not self._done.empty()
 
     def outcome(self) -> None:
         """Wait for the started commit; raise what it raised."""
