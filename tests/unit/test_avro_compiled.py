@@ -115,8 +115,7 @@ def test_samples_match_fastavro(schema_file: str) -> None:
     assert _same(_compiled_read(schema, data), _fast_read(schema, data))
 
 
-@pytest.mark.parametrize("schema_file", SCHEMAS)
-@given(data=st.data())
+@given(schema_file=st.sampled_from(SCHEMAS), data=st.data())
 def test_random_values_match_fastavro(schema_file: str, data: st.DataObject) -> None:
     schema = runtime_schema(schema_file)
     value = data.draw(values(schema))
@@ -141,8 +140,7 @@ def mutations(encoded: bytes) -> st.SearchStrategy[bytes]:
     )
 
 
-@pytest.mark.parametrize("schema_file", SCHEMAS)
-@given(data=st.data())
+@given(schema_file=st.sampled_from(SCHEMAS), data=st.data())
 def test_bad_bytes_are_fastavros_to_judge(schema_file: str, data: st.DataObject) -> None:
     """Whatever the compiled reader accepts, fastavro reads the same way; the rest it hands
     back (Unusual) for fastavro to read or reject."""
