@@ -12,6 +12,11 @@ One transaction holds, for a batch of commands:
   * the input offset commit (send_offsets_to_transaction).
 So a crash at any instant either shows all of a batch's effects or none.
 
+Throughput (docs/governor-performance.md): a batch is decided and encoded before its
+transaction opens, and its records go out in one produce_batch per topic; while a
+committer thread flushes and commits it, the commands arriving meanwhile are decided,
+to be published only after that commit succeeded.
+
 State is not trusted across a crash: on start (and after any aborted
 transaction) the core is rebuilt from the last committed snapshot plus a
 replay of the committed portfolio prefix through the same pure core, which
