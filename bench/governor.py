@@ -1,16 +1,30 @@
-"""Governor benchmark on the real broker: decisions/s and request-to-decision latency,
-with exactly-once transactions, at 1, 10 and 100 commands per transaction.
+"""Governor benchmark on the real broker, against the bare transactional loop it is built on.
 
-For each batch size a governor runs as its own process (`quantum governor run`).
-  throughput: N requests are sent as fast as the producer can; the figure is
-      commands decided per second, from the first send until the governor's
-      committed offset reaches the end of the portfolio topic.
-  latency:    requests are sent open-loop at a fixed rate below that throughput; the
-      latency of one request is the time from its send to the moment a
-      read_committed consumer sees its decision (one clock: this process).
-Writes JSON with the machine and the settings to bench/results/governor.json.
+Two processors run the same case, one after the other, on the same broker, in the same run:
+  bare:     the bare confluent-kafka transactional loop (`bare_loop` below): consume K records,
+            produce each one unchanged, flush, send_offsets_to_transaction, commit. Records
+            are 100 bytes, one partition. This is the limit a transactional agent can reach
+            on this machine (FACTS.md); nothing is decoded, decided or encoded.
+  governor: `quantum governor run`, which decodes, validates, decides and encodes.
+Both use the same producer and consumer settings (`agents.governor.shell.producer_config`
+and `consumer_config`), the same K (records per transaction) and the same topics
+(a run-scoped `portfolio` in, `portfolio.decisions` out).
 
-    python -m bench.governor [--quick]
+For each processor and K:
+  throughput: N records, encoded beforehand, are sent as fast as the producer can; the figure
+      is records processed per second, from the first send until the processor's committed
+      offset reaches the end of the input topic.
+  latency:    records are sent open-loop at a fixed offered rate; the latency of one record
+      is the time from its send to the moment a read_committed consumer sees its output
+      (one clock: this process). For the governor the output is the request's decision.
+`ratio` is the governor's median throughput over the bare loop's at the same K.
+Writes JSON with the machine, the settings and the 1-minute load average before each case
+(the machine is shared) to bench/results/governor.json.
+
+    python -m bench.governor [--quick] [--repeat N] [--ks 1,10,100] [--profile DIR]
+
+`--profile DIR` samples the governor with py-spy during each throughput phase and writes
+collapsed stacks to DIR/governor-k<K>-<run>.txt (py-spy must be installed).
 """
 
 from __future__ import annotations
@@ -19,35 +33,140 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as Tp
 
-from agents.governor.codec import DECISION_SCHEMA, decision_from_avro
-from agents.governor.io import CommandSender, committed_offset, end_offset
+from agents.governor.codec import COMMAND_SCHEMA, DECISION_SCHEMA, command_to_avro
+from agents.governor.io import CommandSender, end_offset
 from agents.governor.model import Clock, Side, SlotRequest
+from agents.governor.shell import consumer_config, producer_config
 from bench.machine import KAFKA_BROKER, machine
 from quantum.app.settings import Settings
 from quantum.polling import wait_until
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology, delete_run_topics
-from topologies.declaration import PORTFOLIO_DECISIONS
+from topologies.declaration import PORTFOLIO, PORTFOLIO_DECISIONS
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "governor.json"
-LOG_DIR = Path(os.environ.get("QT_BENCH_LOG_DIR", "/tmp"))  # the governor's own log per case
+LOG_DIR = Path(os.environ.get("QT_BENCH_LOG_DIR", "/tmp"))  # each processor's own log per case
+BARE_RECORD_BYTES = 100
+SNAPSHOT_EVERY = 5000
+PROCESSORS = ("bare", "governor")
+
+
+@dataclass(frozen=True)
+class Case:
+    k: int  # records per transaction
+    throughput_records: int
+    latency_records: int
+    offered_per_s: float
+
+
+# Offered rates for the latency phase: K=100 at the issue's 5,000/s; K=1 and K=10 well
+# below what either loop sustains on a loaded 2-core machine, so that their latency is the
+# loop's, not a queue's.
+CASES = (
+    Case(1, 300, 150, 50.0),
+    Case(10, 3_000, 1_500, 500.0),
+    Case(100, 50_000, 10_000, 5_000.0),
+)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# ---------------------------------------------------------------------- the bare loop
+
+
+def bare_loop(
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    *,
+    group_id: str,
+    transactional_id: str,
+    k: int,
+    max_wait_ms: int,
+    should_stop: Callable[[], bool],
+) -> int:
+    """Consume up to K records, produce each unchanged, flush, send the offsets, commit.
+
+    The governor's loop minus decode/decide/encode; returns the records committed.
+    """
+    producer = Producer(producer_config(bootstrap, transactional_id))
+    consumer = Consumer(consumer_config(bootstrap, group_id))
+    producer.init_transactions(60)
+    [committed] = consumer.committed([Tp(in_topic, 0)], timeout=30)
+    consumer.assign([Tp(in_topic, 0, max(committed.offset, 0))])
+    done = 0
+    try:
+        while not should_stop():
+            msgs = consumer.consume(num_messages=k, timeout=max(max_wait_ms / 1000, 0.001))
+            if not msgs:
+                continue
+            producer.begin_transaction()
+            for msg in msgs:
+                if msg.error():
+                    raise KafkaException(msg.error())
+                producer.produce(out_topic, value=msg.value(), key=msg.key())
+            producer.flush(30)
+            producer.send_offsets_to_transaction(
+                [Tp(in_topic, 0, msgs[-1].offset() + 1)], consumer.consumer_group_metadata(), 30
+            )
+            producer.commit_transaction(30)
+            done += len(msgs)
+    finally:
+        consumer.close()
+    return done
+
+
+def _bare_loop_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.governor bare-loop")
+    for name in ("--bootstrap", "--in-topic", "--out-topic", "--group-id", "--transactional-id"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--k", type=int, required=True)
+    parser.add_argument("--max-wait-ms", type=int, required=True)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    done = bare_loop(
+        args.bootstrap,
+        args.in_topic,
+        args.out_topic,
+        group_id=args.group_id,
+        transactional_id=args.transactional_id,
+        k=args.k,
+        max_wait_ms=args.max_wait_ms,
+        should_stop=stop.is_set,
+    )
+    print(f"bare loop: {done} records committed", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------- measuring
+
+
+def _bare_value(i: int) -> bytes:
+    return f"{i:012d}".encode().ljust(BARE_RECORD_BYTES, b".")
+
+
+def _bare_ident(msg: Message) -> str:
+    return (msg.value() or b"")[:12].decode()
 
 
 def _request(i: int, rng: random.Random, symbols: int) -> SlotRequest:
@@ -61,13 +180,30 @@ def _request(i: int, rng: random.Random, symbols: int) -> SlotRequest:
     )
 
 
-class DecisionWatcher(threading.Thread):
-    """Reads committed decisions and stamps when each command's first decision arrived."""
+class CommittedOffset:
+    """A processor's committed input offset, asked through one long-lived handle."""
 
-    def __init__(self, settings: Settings, serde: AvroSerde) -> None:
+    def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
+        self.tp = Tp(topic, 0)
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False}
+        )
+
+    def __call__(self) -> int:
+        [tp] = self.consumer.committed([self.tp], timeout=30)
+        return max(tp.offset, 0)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class OutputWatcher(threading.Thread):
+    """Reads the committed output and stamps when each input's first output arrived."""
+
+    def __init__(self, settings: Settings, key_of: Callable[[Message], str]) -> None:
         super().__init__(daemon=True)
         self.topic = settings.topic(PORTFOLIO_DECISIONS)
-        self.serde = serde
+        self.key_of = key_of
         self.seen: dict[str, float] = {}
         self.stop = threading.Event()
         self.consumer = Consumer(
@@ -80,7 +216,6 @@ class DecisionWatcher(threading.Thread):
             }
         )
         self.consumer.assign([Tp(self.topic, 0, 0)])
-
         self.ready = threading.Event()  # set once the watcher has read to the log's end
         self.start_end = end_offset(settings, PORTFOLIO_DECISIONS)
 
@@ -96,65 +231,154 @@ class DecisionWatcher(threading.Thread):
                 if msg.error():
                     continue
                 arrived = time.perf_counter()
-                decision, _ = decision_from_avro(
-                    self.serde.decode(self.topic, msg.value(), schema_file=DECISION_SCHEMA)
-                )
-                self.seen.setdefault(decision.command_id, arrived)
+                self.seen.setdefault(self.key_of(msg), arrived)
         self.consumer.close()
 
 
-def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> dict[str, object]:
-    settings = base.with_prefix(f"bench-{uuid.uuid4().hex[:8]}.")
+def _spawn(kind: str, settings: Settings, k: int) -> subprocess.Popen:
+    log = (LOG_DIR / f"{kind}-k{k}.log").open("ab")
+    shell = settings.governor_shell
+    if kind == "governor":
+        env = settings.child_env(
+            QT_GOVERNOR_SHELL__COMMANDS_PER_TRANSACTION=str(k),
+            QT_GOVERNOR_SHELL__SNAPSHOT_EVERY=str(SNAPSHOT_EVERY),
+            QT_GOVERNOR_SHELL__TRANSACTIONAL_ID=shell.transactional_id,
+            QT_GOVERNOR_SHELL__GROUP_ID=shell.group_id,
+            PYTHONPATH=str(REPO),
+        )
+        cmd = [sys.executable, "-m", "quantum", "governor", "run"]
+    else:
+        env = settings.child_env(PYTHONPATH=str(REPO))
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.governor",
+            "bare-loop",
+            f"--bootstrap={settings.kafka.bootstrap}",
+            f"--in-topic={settings.topic(PORTFOLIO)}",
+            f"--out-topic={settings.topic(PORTFOLIO_DECISIONS)}",
+            f"--group-id={shell.group_id}",
+            f"--transactional-id={shell.transactional_id}",
+            f"--k={k}",
+            f"--max-wait-ms={shell.max_batch_wait_ms}",
+        ]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _profiler(pid: int, out: Path) -> subprocess.Popen:
+    spy = Path(sys.executable).with_name("py-spy")
+    args = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+    args += ["--output", str(out), "--nonblocking", "--idle"]
+    return subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _percentile(sorted_ms: list[float], q: float) -> float:
+    return sorted_ms[min(len(sorted_ms) - 1, int(len(sorted_ms) * q))]
+
+
+def run_case(
+    base: Settings, kind: str, case: Case, *, profile: Path | None = None
+) -> dict[str, object]:
+    """One processor, one K: throughput, then latency at the case's offered rate."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = base.with_prefix(f"bench-{run_id}.")
+    settings = settings.model_copy(
+        update={
+            "governor_shell": settings.governor_shell.model_copy(
+                update={
+                    "transactional_id": f"bench-{kind}-{run_id}",
+                    "group_id": f"bench-{kind}-{run_id}",
+                }
+            )
+        }
+    )
     assert apply_topology(settings).ok
     serde = AvroSerde.from_settings(settings)
-    env = settings.child_env(
-        QT_GOVERNOR_SHELL__COMMANDS_PER_TRANSACTION=str(batch),
-        QT_GOVERNOR_SHELL__SNAPSHOT_EVERY="5000",
-        PYTHONPATH=str(REPO),
+    portfolio = settings.topic(PORTFOLIO)
+    committed = CommittedOffset(
+        settings.kafka.bootstrap, portfolio, settings.governor_shell.group_id
     )
-    governor = subprocess.Popen(
-        [sys.executable, "-m", "quantum", "governor", "run"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(LOG_DIR / f"governor-k{batch}.log").open("ab"),
-    )
+    process = _spawn(kind, settings, case.k)
     try:
         sender = CommandSender(settings, serde=serde, linger_ms=1)
-        sender.send(Clock("warm-up", _now_ms()))
+        if kind == "governor":
+            sender.send(Clock("warm-up", _now_ms()))
+        else:
+            sender.send_raw(_bare_value(10**11))
         sender.flush()
-        wait_until(lambda: committed_offset(settings) >= 1, 90, "the governor", poll_s=0.01)
+        wait_until(lambda: committed() >= 1, 90, f"the {kind} loop", poll_s=0.01)
 
-        rng = random.Random(batch)
-        requests = [_request(i, rng, 60) for i in range(n_throughput)]
+        rng = random.Random(case.k)
+        n = case.throughput_records
+        if kind == "governor":
+            values = [
+                serde.encode(
+                    portfolio, command_to_avro(_request(i, rng, 60)), schema_file=COMMAND_SCHEMA
+                )
+                for i in range(n)
+            ]
+        else:
+            values = [_bare_value(i) for i in range(n)]
+        load_before = os.getloadavg()[0]
+        spy = None
+        if profile is not None and kind == "governor":
+            spy = _profiler(process.pid, profile / f"governor-k{case.k}-{run_id}.txt")
+            time.sleep(0.5)  # py-spy attaches
+        cpu_before = _cpu_seconds(process.pid)
         started = time.perf_counter()
-        for r in requests:
-            sender.send(r)
+        for value in values:
+            sender.send_raw(value)
         sender.flush()
         target = end_offset(settings)
-        wait_until(
-            lambda: committed_offset(settings) >= target, 600, "the throughput run", poll_s=0.01
-        )
+        wait_until(lambda: committed() >= target, 600, "the throughput run", poll_s=0.01)
         elapsed = time.perf_counter() - started
-        throughput = n_throughput / elapsed
+        cpu_after = _cpu_seconds(process.pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        per_second = n / elapsed
 
-        rate = max(5.0, min(throughput * 0.5, 2000.0))
-        watcher = DecisionWatcher(settings, serde)
+        if kind == "governor":
+            topic = settings.topic(PORTFOLIO_DECISIONS)
+
+            def ident(msg: Message) -> str:
+                return serde.decode(topic, msg.value(), schema_file=DECISION_SCHEMA)["command_id"]
+        else:
+            ident = _bare_ident
+        watcher = OutputWatcher(settings, ident)
         watcher.start()
         # Its own start-up (connect, first fetches) must not count as anyone's latency.
         if not watcher.ready.wait(60):
-            raise TimeoutError("decision watcher did not catch up")
+            raise TimeoutError("output watcher did not catch up")
         sent: dict[str, float] = {}
-        interval = 1.0 / rate
+        interval = 1.0 / case.offered_per_s
         next_at = time.perf_counter()
-        for i in range(n_latency):
-            r = _request(n_throughput + i, rng, 60)
+        for i in range(n, n + case.latency_records):
+            if kind == "governor":
+                r = _request(i, rng, 60)
+                ident_i = r.intent_id
+                value = serde.encode(portfolio, command_to_avro(r), schema_file=COMMAND_SCHEMA)
+            else:
+                value = _bare_value(i)
+                ident_i = value[:12].decode()
             now = time.perf_counter()
             if now < next_at:
                 time.sleep(next_at - now)  # open-loop pacing of the load
-            sent[r.intent_id] = time.perf_counter()
-            sender.send(r)
-            sender.producer.poll(0)
+            sent[ident_i] = time.perf_counter()
+            sender.send_raw(value)
             next_at += interval
         sender.flush()
         wait_until(
@@ -164,45 +388,85 @@ def run_case(base: Settings, batch: int, n_throughput: int, n_latency: int) -> d
         watcher.join(10)
         lat_ms = sorted((watcher.seen[k] - t) * 1000 for k, t in sent.items())
         return {
-            "commands_per_transaction": batch,
-            "throughput_requests": n_throughput,
+            "throughput_records": n,
             "throughput_seconds": round(elapsed, 3),
-            "decisions_per_second": round(throughput, 1),
-            "latency_requests": n_latency,
-            "latency_offered_rate_per_s": round(rate, 1),
+            "per_second": round(per_second, 1),
+            # the processor's own CPU (all its threads), per record of the throughput phase
+            "cpu_us_per_record": None
+            if cpu_before is None or cpu_after is None
+            else round((cpu_after - cpu_before) / n * 1e6, 1),
+            "latency_records": case.latency_records,
+            "latency_offered_per_s": case.offered_per_s,
             "latency_ms_p50": round(statistics.median(lat_ms), 2),
-            "latency_ms_p99": round(lat_ms[min(len(lat_ms) - 1, int(len(lat_ms) * 0.99))], 2),
+            "latency_ms_p99": round(_percentile(lat_ms, 0.99), 2),
             "latency_ms_max": round(lat_ms[-1], 2),
+            "loadavg_1m_before": round(load_before, 2),
         }
     finally:
-        governor.terminate()
-        governor.wait(30)
+        process.terminate()
+        process.wait(30)
+        committed.close()
         delete_run_topics(settings)
 
 
+def _median_figures(runs: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        key: (statistics.median(r[key] for r in runs) if isinstance(value, float) else value)  # type: ignore[misc]
+        for key, value in runs[0].items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bare-loop"]:
+        return _bare_loop_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench.governor")
     parser.add_argument("--quick", action="store_true", help="small runs (smoke)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; medians reported")
+    parser.add_argument("--ks", default="1,10,100", help="records per transaction, comma-separated")
+    parser.add_argument("--profile", type=Path, help="py-spy the governor's throughput phases")
     args = parser.parse_args(argv)
     base = Settings()
-    sizes = {1: (300, 150), 10: (3_000, 1_000), 100: (30_000, 5_000)}
+    ks = {int(k) for k in args.ks.split(",")}
+    cases = [c for c in CASES if c.k in ks]
     if args.quick:
-        sizes = {k: (max(50, t // 10), max(50, lat // 10)) for k, (t, lat) in sizes.items()}
+        cases = [
+            Case(
+                c.k,
+                max(50, c.throughput_records // 10),
+                max(50, c.latency_records // 10),
+                c.offered_per_s,
+            )
+            for c in cases
+        ]
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     # A freshly started broker runs its JIT-cold code paths slowly; the first case would
-    # pay for that. One short, discarded case warms it up.
-    run_case(base, 100, 3_000, 500)
+    # pay for that. One short, discarded case of each processor warms it up.
+    for kind in PROCESSORS:
+        run_case(base, kind, Case(100, 3_000, 500, 1_000.0))
     results = []
-    for batch, (n_t, n_l) in sizes.items():
-        runs = [run_case(base, batch, n_t, n_l) for _ in range(args.repeat)]
-        median = {
-            k: (statistics.median(r[k] for r in runs) if isinstance(v, float) else v)
-            for k, v in runs[0].items()
+    for case in cases:
+        runs: dict[str, list[dict[str, object]]] = {kind: [] for kind in PROCESSORS}
+        for _ in range(args.repeat):
+            for kind in PROCESSORS:  # side by side: bare, then governor, in every repeat
+                runs[kind].append(run_case(base, kind, case, profile=args.profile))
+        medians = {kind: _median_figures(r) for kind, r in runs.items()}
+        bare_rate = medians["bare"]["per_second"]
+        gov_rate = medians["governor"]["per_second"]
+        entry = {
+            "records_per_transaction": case.k,
+            "ratio": round(gov_rate / bare_rate, 3),  # type: ignore[operator]
+            "paired_ratios": [
+                round(g["per_second"] / b["per_second"], 3)  # type: ignore[operator]
+                for b, g in zip(runs["bare"], runs["governor"], strict=True)
+            ],
+            **medians,
+            "runs": runs,
         }
-        median["runs"] = runs
-        print(json.dumps({k: v for k, v in median.items() if k != "runs"}))
-        results.append(median)
+        print(json.dumps({k: v for k, v in entry.items() if k != "runs"}), flush=True)
+        results.append(entry)
     report = {
         "benchmark": "governor",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -210,14 +474,17 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "bootstrap": base.kafka.bootstrap,
             "max_batch_wait_ms": base.governor_shell.max_batch_wait_ms,
-            "snapshot_every": 5000,
+            "snapshot_every": SNAPSHOT_EVERY,
             "isolation": "read_committed",
+            "bare_record_bytes": BARE_RECORD_BYTES,
             "governor": base.governor.model_dump(),
         },
         "repeat": args.repeat,
         "note": (
-            "per case: the median of each figure over `repeat` runs; every run under `runs`;"
-            " one discarded warm-up case ran first"
+            "per case and processor: the median of each figure over `repeat` runs (every run"
+            " under `runs`); bare and governor alternate within each repeat; `ratio` is the"
+            " governor's median per_second over the bare loop's; one discarded warm-up case of"
+            " each processor ran first; loadavg_1m_before is the machine's (shared) load"
         ),
         "results": results,
     }

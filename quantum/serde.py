@@ -8,6 +8,11 @@ producer that moved to a compatible newer schema is still readable.
 Every registry call is bounded by the configured timeout (no client retries), and after
 warm-up there is no registry call at all: ids, writer schemas and parsed schemas are cached.
 
+Bodies go through functions compiled once per schema (`quantum.avro_compiled`) when the
+value or the bytes are of the plain kind those cover, and through fastavro otherwise (a
+writer schema that needs resolution against the reader schema, unusual values, bad bytes),
+so every error is still fastavro's.
+
 Failures are split by who is to blame (see `quantum.errors`): a bad record raises a
 `DecodeError` (dead-letter it), a bad producer value raises `EncodeError`, a registry that
 does not answer raises `RegistryUnavailable` (retry, never dead-letter).
@@ -25,6 +30,7 @@ import fastavro.validation
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from quantum.avro_compiled import Unusual, compile_reader, compile_writer
 from quantum.errors import DecodeError, EncodeError, RegistryUnavailable, SchemaRegistrationError
 from quantum.schemas import parse_runtime, runtime_schema, schema_text
 
@@ -67,14 +73,19 @@ class AvroSerde:
     `SchemaRegistryClient.new_client({"url": "mock://..."})` in pure unit tests only).
     """
 
-    def __init__(self, client: SchemaRegistryClient) -> None:
+    def __init__(self, client: SchemaRegistryClient, *, compiled: bool = True) -> None:
         self.client = client
+        self.compiled = compiled  # False: fastavro only (the reference the tests compare with)
         # (subject, schema_file) -> (schema id, parsed runtime schema)
         self._writers: dict[tuple[str, str], tuple[int, Any]] = {}
         # schema id -> (registry text, parsed runtime schema)
         self._by_id: dict[int, tuple[str, Any]] = {}
         # (schema id, schema_file) -> reader schema for fastavro, None when writer == reader
         self._readers: dict[tuple[int, str], Any] = {}
+        # (physical topic, schema_file) -> (Confluent header, parsed schema, compiled writer)
+        self._encoders: dict[tuple[str, str], tuple[bytes, Any, Any]] = {}
+        # (schema id, schema_file) -> compiled reader when writer == reader, else None
+        self._decoders: dict[tuple[int, str], Any] = {}
 
     @classmethod
     def from_settings(cls, settings: RuntimeSettings) -> AvroSerde:
@@ -116,9 +127,22 @@ class AvroSerde:
 
     def encode(self, topic: str, value: dict[str, Any], *, schema_file: str) -> bytes:
         """Frame `value` for `topic` (physical name). EncodeError if it does not fit the schema."""
-        schema_id, parsed = self._writer(topic, schema_file)
+        entry = self._encoders.get((topic, schema_file))
+        if entry is None:
+            schema_id, parsed = self._writer(topic, schema_file)
+            writer = compile_writer(parsed) if self.compiled else None
+            entry = (_HEADER.pack(MAGIC_BYTE, schema_id), parsed, writer)
+            self._encoders[(topic, schema_file)] = entry
+        header, parsed, compiled = entry
+        if compiled is not None:
+            out = bytearray(header)
+            try:
+                compiled(value, out)
+                return bytes(out)
+            except Unusual:
+                pass  # fastavro decides: it may accept the value, or says what is wrong
         out = io.BytesIO()
-        out.write(_HEADER.pack(MAGIC_BYTE, schema_id))
+        out.write(header)
         try:
             fastavro.schemaless_writer(out, parsed, value)
         except Exception as exc:
@@ -173,6 +197,19 @@ class AvroSerde:
         `(record full name, dict)`, which `encode` accepts as it is.
         """
         schema_id = frame_schema_id(data)
+        key = (schema_id, schema_file)
+        compiled = self._decoders.get(key)
+        if compiled is None and key not in self._decoders:
+            writer, reader = self._reader(schema_id, schema_file, topic)
+            plain = reader is None and self.compiled
+            compiled = self._decoders[key] = compile_reader(writer) if plain else None
+        if compiled is not None and type(data) is bytes:
+            try:
+                value, end = compiled(data, HEADER_SIZE)
+                if end == len(data) and type(value) is dict:
+                    return value
+            except Unusual:
+                pass  # not the plain case: fastavro reads it, or says why it cannot
         writer, reader = self._reader(schema_id, schema_file, topic)
         buf = io.BytesIO(data)
         buf.seek(HEADER_SIZE)

@@ -64,30 +64,62 @@ def _record_name(schema: dict[str, Any]) -> str:
     return str(schema["name"]).rsplit(".", 1)[-1]
 
 
-def _compile_record(schema: dict[str, Any]) -> _Check:
-    """One checking function for a record schema (nested record unions included)."""
-    checks: list[_Check] = []
-    rec_name = _record_name(schema)
+def _field_rules(schema: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(rule, field, parameter) for every checked field of a record schema, in field order.
+
+    The one place that says which rule applies to which field: the checking functions and
+    the fast predicate below are both built from it.
+    """
+    rules: list[tuple[str, str, Any]] = []
     for field in schema["fields"]:
         name: str = field["name"]
         nullable, ftype = _nullable(field["type"])
         kind = field.get("x-decimal")
         if kind:
-            checks.append(_decimal_check(name, rec_name, kind, nullable))
+            rules.append(("decimal", name, (kind, nullable)))
         elif isinstance(ftype, dict) and ftype.get("logicalType") == "timestamp-millis":
-            checks.append(_timestamp_check(name, rec_name, nullable))
+            rules.append(("timestamp", name, nullable))
         elif name == "symbol" and ftype == "string":
-            checks.append(_symbol_check(name, rec_name, nullable))
+            rules.append(("symbol", name, nullable))
         elif isinstance(ftype, list) and all(
             isinstance(t, dict) and t.get("type") == "record" for t in ftype
         ):
-            checks.append(_union_check(name, rec_name, ftype))
+            rules.append(("union", name, ftype))
         elif not nullable and ftype in ("int", "long", "double", "string", "boolean"):
-            checks.append(_present_check(name, rec_name))
+            rules.append(("present", name, None))
+    return rules
+
+
+def _compile_record(schema: dict[str, Any]) -> _Check:
+    """One checking function for a record schema (nested record unions included).
+
+    Checks run in field order, so a record with several faults always names the same one.
+    """
+    checks: list[_Check] = []
+    present: list[str] = []  # a run of consecutive "must be present" fields, checked in one go
+    rec_name = _record_name(schema)
+    for rule, name, param in _field_rules(schema):
+        if rule == "present":
+            present.append(name)
+            continue
+        if present:
+            checks.append(_present_check(tuple(present)))
+            present = []
+        if rule == "decimal":
+            checks.append(_decimal_check(name, rec_name, *param))
+        elif rule == "timestamp":
+            checks.append(_timestamp_check(name, rec_name, param))
+        elif rule == "symbol":
+            checks.append(_symbol_check(name, rec_name, param))
+        else:
+            checks.append(_union_check(name, rec_name, param))
+    if present:
+        checks.append(_present_check(tuple(present)))
     extra = _EXTRA.get(rec_name)
     if extra is not None:
         checks.append(extra)
     carries_marker = any(f["name"] == MARKER_FIELD for f in schema["fields"])
+    all_checks = tuple(checks)
 
     def check(value: dict[str, Any], prefix: str, universe: frozenset[str] | None) -> None:
         if not isinstance(value, dict):
@@ -95,33 +127,40 @@ def _compile_record(schema: dict[str, Any]) -> _Check:
         if carries_marker and value.get(MARKER_FIELD) is not None:
             _end_of_stream(value[MARKER_FIELD], prefix + MARKER_FIELD)
             return  # a marker's other fields are placeholders
-        for c in checks:
+        for c in all_checks:
             c(value, prefix, universe)
 
     return check
 
 
-def _present_check(name: str, rec: str) -> _Check:
+def _present_check(names: tuple[str, ...]) -> _Check:
     def check(value: dict[str, Any], prefix: str, _u: frozenset[str] | None) -> None:
-        if value.get(name) is None:
-            raise _bad(prefix + name, "is missing")
+        get = value.get
+        for name in names:
+            if get(name) is None:
+                raise _bad(prefix + name, "is missing")
 
     return check
 
 
 def _decimal_check(name: str, rec: str, kind: str, nullable: bool) -> _Check:
+    positive = kind == "positive"
+    non_negative = kind == "non_negative"
+
     def check(value: dict[str, Any], prefix: str, _u: frozenset[str] | None) -> None:
-        path = prefix + name
-        if value.get(name) is None:
+        raw = value.get(name)
+        if raw is None:
             if nullable:
                 return
-            raise _bad(path, "is missing")
-        d = decimal_field(value, name, path)
-        assert d is not None
-        if kind == "positive" and d <= 0:
-            raise _bad(path, f"= {value[name]!r} must be > 0")
-        if kind == "non_negative" and d < 0:
-            raise _bad(path, f"= {value[name]!r} must be >= 0")
+            raise _bad(prefix + name, "is missing")
+        try:
+            d = parse_decimal(raw)
+        except ValueError:
+            raise _bad(prefix + name, f"= {raw!r} is not a finite decimal") from None
+        if positive and d <= 0:
+            raise _bad(prefix + name, f"= {raw!r} must be > 0")
+        if non_negative and d < 0:
+            raise _bad(prefix + name, f"= {raw!r} must be >= 0")
 
     return check
 
@@ -154,21 +193,33 @@ def _union_check(name: str, rec: str, branches: list[dict[str, Any]]) -> _Check:
     """A union of records: find the branch by tuple notation, `-type`, or by its fields."""
     compiled = {_record_name(b): _compile_record(b) for b in branches}
     field_sets = {_record_name(b): {f["name"] for f in b["fields"]} for b in branches}
+    short: dict[str, str] = {}  # full record name -> branch name, learnt as they come
+    paths: dict[tuple[str, str], str] = {}  # (prefix, branch) -> the branch's field prefix
 
     def check(value: dict[str, Any], prefix: str, universe: frozenset[str] | None) -> None:
         item = value.get(name)
         branch: str | None = None
         if isinstance(item, tuple) and len(item) == 2:
-            branch, item = str(item[0]).rsplit(".", 1)[-1], item[1]
+            full = item[0]
+            branch = short.get(full) if type(full) is str else None
+            if branch is None:
+                branch = str(full).rsplit(".", 1)[-1]
+                if branch in compiled and type(full) is str:
+                    short[full] = branch
+            item = item[1]
         elif isinstance(item, dict) and "-type" in item:
             branch = str(item["-type"]).rsplit(".", 1)[-1]
         elif isinstance(item, dict):
             keys = set(item) - {"-type"}
             matches = [n for n, fs in field_sets.items() if fs == keys]
             branch = matches[0] if len(matches) == 1 else None
-        if branch not in compiled or not isinstance(item, dict):
+        check_branch = compiled.get(branch) if branch is not None else None
+        if check_branch is None or not isinstance(item, dict):
             raise _bad(prefix + name, f"is not one of {sorted(compiled)} (got {branch!r})")
-        compiled[branch](item, f"{prefix}{name}.{branch}.", universe)
+        path = paths.get((prefix, branch))  # type: ignore[arg-type]
+        if path is None:
+            path = paths[(prefix, branch)] = f"{prefix}{name}.{branch}."  # type: ignore[index]
+        check_branch(item, path, universe)
 
     return check
 
@@ -279,6 +330,94 @@ def _validator(schema_file: str) -> _Check:
     return _compile_record(load_schema(schema_file))
 
 
+# ---- the fast path ---------------------------------------------------------------------------
+#
+# Most records are valid, and for those the checking functions above are mostly calls.
+# `_fast(schema_file)` is one generated function per schema that answers only "certainly
+# valid?": True when every rule above holds (it applies the same rules, from the same
+# `_field_rules`, and calls the same cross-field functions), False for anything else. On
+# False, `validate` runs the checking functions, which raise the one precise error (or
+# pass: the predicate is allowed to be stricter, e.g. it wants exact types). So it can
+# only save time, never change an outcome; tests/unit/test_validation_fast.py checks that.
+
+
+def _fast_source(
+    schema: dict[str, Any], fn: str, out: list[str], env: dict[str, Any], tables: list[str]
+) -> None:
+    """Append the source of `def fn(value, universe) -> bool` for `schema` to `out`."""
+    lines = [f"def {fn}(value, universe):"]
+    lines += ["    if type(value) is not dict:", "        return False", "    get = value.get"]
+    if any(f["name"] == MARKER_FIELD for f in schema["fields"]):  # markers: the checks judge
+        lines += [f"    if get({MARKER_FIELD!r}) is not None:", "        return False"]
+    for i, (rule, name, param) in enumerate(_field_rules(schema)):
+        v = f"v{i}"
+        lines.append(f"    {v} = get({name!r})")
+        may_be_null = param[1] if rule == "decimal" else rule in ("timestamp", "symbol") and param
+        lines += [f"    if {v} is None:", f"        {'pass' if may_be_null else 'return False'}"]
+        if rule == "decimal":  # _parse raises on garbage: validate() then asks the checks
+            condition = {
+                "positive": f"not _parse({v}) > 0",
+                "non_negative": f"not _parse({v}) >= 0",
+                "signed": f"_parse({v}) is None",
+            }[param[0]]
+            lines += [f"    elif {condition}:", "        return False"]
+        elif rule == "timestamp":
+            lines += [f"    elif type({v}) is not int or {v} <= 0:", "        return False"]
+        elif rule == "symbol":
+            lines += [
+                f"    elif type({v}) is not str or _SYMBOL_FULLMATCH({v}) is None:",
+                "        return False",
+                f"    elif universe is not None and {v} not in universe:",
+                "        return False",
+            ]
+        elif rule == "union":  # records in tuple notation, by full or short branch name
+            table = f"{fn}_u{i}"
+            env[table] = names = {}
+            tables.append(table)
+            for branch in param:
+                short = _record_name(branch)
+                branch_fn = f"{fn}_{short}"
+                _fast_source(branch, branch_fn, out, env, tables)
+                names[short] = branch_fn
+                namespace = branch.get("namespace") or schema.get("namespace")
+                if namespace:
+                    names[f"{namespace}.{short}"] = branch_fn
+            lines += [
+                f"    elif type({v}) is not tuple or len({v}) != 2:",
+                "        return False",
+                f"    elif not {table}.get({v}[0], _no)({v}[1], universe):",
+                "        return False",
+            ]
+    extra = _EXTRA.get(_record_name(schema))
+    if extra is not None:
+        env[f"{fn}_extra"] = extra
+        lines += [
+            "    try:",
+            f"        {fn}_extra(value, '', universe)",
+            "    except InvalidRecord:",
+            "        return False",
+        ]
+    lines.append("    return True")
+    out.append("\n".join(lines))
+
+
+@cache
+def _fast(schema_file: str) -> Callable[[Any, frozenset[str] | None], bool]:
+    out: list[str] = []
+    tables: list[str] = []
+    env: dict[str, Any] = {
+        "InvalidRecord": InvalidRecord,
+        "_SYMBOL_FULLMATCH": SYMBOL_RE.fullmatch,
+        "_parse": parse_decimal,
+        "_no": lambda _value, _universe: False,
+    }
+    _fast_source(load_schema(schema_file), "_ok", out, env, tables)
+    exec("\n\n".join(out), env)  # our own generated source; names enter as repr() literals
+    for table in tables:  # branch name -> the generated function, now that it exists
+        env[table] = {name: env[fn] for name, fn in env[table].items()}
+    return env["_ok"]
+
+
 def validate(
     schema_file: str, value: dict[str, Any], *, universe: frozenset[str] | None = None
 ) -> None:
@@ -287,6 +426,16 @@ def validate(
     `value` is a decoded record of `schema_file` (as `AvroSerde.decode` returns it);
     `universe`, if given, is the set of symbols the run trades.
     """
+    try:
+        if _fast(schema_file)(value, universe):
+            return
+    except Exception:  # not certainly valid: the checking functions say what is wrong
+        pass
+    _check(schema_file, value, universe)
+
+
+def _check(schema_file: str, value: Any, universe: frozenset[str] | None) -> None:
+    """`validate` without the fast path: the checking functions, in field order."""
     try:
         _validator(schema_file)(value, "", universe)
     except InvalidRecord:

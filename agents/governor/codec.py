@@ -9,7 +9,10 @@ are written in fastavro's tuple notation `(record full name, fields)`, which is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from agents.governor.model import (
@@ -66,34 +69,70 @@ def _branch(d: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         name, body = item["-type"], {k: v for k, v in item.items() if k != "-type"}
     else:
         raise ValueError(f"portfolio command without a branch name: {item!r}")
-    return str(name).rsplit(".", 1)[-1], body
+    short = _SHORT_NAMES.get(name) if type(name) is str else None
+    return (short or str(name).rsplit(".", 1)[-1]), body
+
+
+def _enum(cls: type[StrEnum]) -> Callable[[Any], Any]:
+    """cls(v), through a dict for the members' own values (EnumType.__call__ is slow)."""
+    by_value = {m._value_: m for m in cls}
+
+    def convert(v: Any) -> Any:
+        member = by_value.get(v) if type(v) is str else None
+        return member if member is not None else cls(v)  # anything else fails as cls(v) does
+
+    return convert
+
+
+def _converters(
+    cls: type, *, validated: bool
+) -> tuple[type, tuple[tuple[str, Callable[[Any], Any] | None], ...]]:
+    """(cls, per field in order: (name, how its Avro value becomes the model's, or None))."""
+    out: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for f in fields(cls):
+        convert: Callable[[Any], Any] | None = None
+        if f.name == "notional":
+            # validate() has parsed it with parse_decimal already: Decimal() gives the same
+            convert = Decimal if validated else parse_decimal
+        elif f.name == "score":
+            convert = float
+        elif f.name == "side":
+            convert = _enum(Side)
+        elif f.name == "regime":
+            convert = _enum(Regime)
+        elif cls is SlotRelease and f.name == "reason":
+            convert = _enum(ReleaseReason)
+        out.append((f.name, convert))
+    return cls, tuple(out)
+
+
+_SHORT_NAMES = {f"{NAMESPACE}.{name}": name for name in _COMMAND_TYPES}
+_FROM_AVRO = {name: _converters(cls, validated=False) for name, cls in _COMMAND_TYPES.items()}
+_FROM_VALIDATED = {name: _converters(cls, validated=True) for name, cls in _COMMAND_TYPES.items()}
 
 
 def command_from_avro(d: dict[str, Any]) -> Command:
     """The command in a decoded PortfolioCommand record (tuple or `-type` notation)."""
+    return _command(d, _FROM_AVRO)
+
+
+def command_from_validated(d: dict[str, Any]) -> Command:
+    """`command_from_avro` for a record `validate(COMMAND_SCHEMA, d)` has accepted: decimal
+    strings are known to be finite decimals and are not parsed a second time."""
+    return _command(d, _FROM_VALIDATED)
+
+
+def _command(d: dict[str, Any], table: dict[str, Any]) -> Command:
     name, body = _branch(d)
-    cls = _COMMAND_TYPES.get(name)
-    if cls is None:
+    entry = table.get(name)
+    if entry is None:
         raise ValueError(f"unknown portfolio command {name!r}")
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        v = body[f.name]
-        if f.name == "notional":
-            v = parse_decimal(v)
-        elif f.name == "score":
-            v = float(v)
-        elif f.name == "side":
-            v = Side(v)
-        elif f.name == "regime":
-            v = Regime(v)
-        elif cls is SlotRelease and f.name == "reason":
-            v = ReleaseReason(v)
-        kwargs[f.name] = v
-    return cls(**kwargs)
+    cls, converters = entry
+    return cls(*[body[n] if c is None else c(body[n]) for n, c in converters])
 
 
 def _opt(enum_value: Any) -> Any:
-    return None if enum_value is None else enum_value.value
+    return None if enum_value is None else enum_value._value_
 
 
 def decision_to_avro(decision: Decision, input_offset: int) -> dict[str, Any]:
@@ -101,7 +140,7 @@ def decision_to_avro(decision: Decision, input_offset: int) -> dict[str, Any]:
     return {
         "decision_id": decision.decision_id,
         "command_id": decision.command_id,
-        "kind": decision.kind.value,
+        "kind": decision.kind._value_,
         "event_time_ms": decision.event_time_ms,
         "intent_id": decision.intent_id,
         "symbol": decision.symbol,
@@ -111,7 +150,7 @@ def decision_to_avro(decision: Decision, input_offset: int) -> dict[str, Any]:
         "deny_reason": _opt(decision.deny_reason),
         "release_reason": _opt(decision.release_reason),
         "for_intent_id": decision.for_intent_id,
-        "regime": decision.regime.value,
+        "regime": decision.regime._value_,
         "halted": decision.halted,
         "open_after": decision.open_after,
         "reserved_after": decision.reserved_after,

@@ -17,7 +17,7 @@ from agents.governor.audit import AuditReport, audit_decisions
 from agents.governor.codec import (
     COMMAND_SCHEMA,
     DECISION_SCHEMA,
-    command_from_avro,
+    command_from_validated,
     command_to_avro,
     decision_from_avro,
 )
@@ -53,7 +53,7 @@ def decode_command(
     value = serde.decode(topic, data, schema_file=COMMAND_SCHEMA)
     validate(COMMAND_SCHEMA, value)
     try:
-        command = command_from_avro(value)
+        command = command_from_validated(value)
     except (KeyError, ValueError, TypeError) as exc:
         raise InvalidRecord("INVALID_COMMAND", f"{type(exc).__name__}: {exc}") from exc
     check_command(command, record_timestamp_ms, max_event_skew_ms)

@@ -12,6 +12,11 @@ One transaction holds, for a batch of commands:
   * the input offset commit (send_offsets_to_transaction).
 So a crash at any instant either shows all of a batch's effects or none.
 
+Throughput (docs/governor-performance.md): a batch is decided and encoded before its
+transaction opens, and its records go out in one produce_batch per topic; while a
+committer thread flushes and commits it, the commands arriving meanwhile are decided,
+to be published only after that commit succeeded.
+
 State is not trusted across a crash: on start (and after any aborted
 transaction) the core is rebuilt from the last committed snapshot plus a
 replay of the committed portfolio prefix through the same pure core, which
@@ -30,10 +35,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import queue
+import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import (
     Consumer,
@@ -48,7 +56,7 @@ from agents.governor.codec import DECISION_SCHEMA, decision_to_avro
 from agents.governor.config import GovernorSettings
 from agents.governor.core import GovernorCore
 from agents.governor.io import decode_command, record_timestamp
-from agents.governor.model import Command, Decision
+from agents.governor.model import Command
 from quantum.dlq import DLQ_SCHEMA, dead_letter_value
 from quantum.errors import PoisonRecord
 from quantum.kafka_util import high_watermarks, read_range
@@ -68,6 +76,35 @@ SNAPSHOT_VERSION = 1
 TXN_TIMEOUT_MS = 30_000
 EXIT_FENCED = 3
 SLOW_TRANSACTION_S = 0.05  # logged with its phases: where a latency tail comes from
+GIL_SWITCH_INTERVAL_S = 0.0005  # while run() is deciding (see there), process-wide
+POLL_WHILE_COMMITTING_S = 0.001  # how often run() looks whether the commit is over
+
+
+def producer_config(bootstrap: str, transactional_id: str) -> dict[str, object]:
+    """The transactional producer of the loop (bench/governor.py's bare loop uses it too)."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "transactional.id": transactional_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 1,
+        "transaction.timeout.ms": TXN_TIMEOUT_MS,
+        "message.max.bytes": 16 * 1024 * 1024,
+        "compression.type": "lz4",
+    }
+
+
+def consumer_config(bootstrap: str, group_id: str) -> dict[str, object]:
+    """The read_committed input consumer of the loop (and of the bench's bare loop)."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 5,
+        "enable.partition.eof": False,
+    }
 
 
 class GovernorFenced(RuntimeError):
@@ -80,6 +117,22 @@ class BatchStats:
     decisions: int = 0
     dead_letters: int = 0
     transactions: int = 0
+
+
+_Decoded = tuple[Message, Command | PoisonRecord]  # a record and what it decodes to
+
+
+@dataclass
+class _Batch:
+    """One transaction's worth of output, encoded and ready for `produce_batch`."""
+
+    commands: int
+    decisions: list[dict[str, object]] = field(default_factory=list)
+    dead_letters: list[dict[str, object]] = field(default_factory=list)
+    snapshot: bytes | None = None
+    next_offset: int = 0  # the input offset this transaction commits
+    prepare_s: float = 0.0
+    published_at: float = 0.0
 
 
 class GovernorShell:
@@ -104,36 +157,19 @@ class GovernorShell:
         self.transactional_id = self.shell.transactional_id_for(prefix)
         self.group_id = self.shell.group_id_for(prefix)
         self.stats = BatchStats()  # committed work only
-        self._pending = BatchStats()  # the open transaction's
+        self._in_transaction = False
+        # Flushes, sends the offsets and commits while the next batch is prepared (run());
+        # never two transactional calls at once.
+        self._committer = _Committer(self._commit, name=f"{instance}-commit")
+        self._group_metadata = None
         self.core = GovernorCore(settings.governor)
         self._next_offset = 0
         self._since_snapshot = 0
         bootstrap = settings.kafka.bootstrap
-        self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "transactional.id": self.transactional_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 1,
-                "transaction.timeout.ms": TXN_TIMEOUT_MS,
-                "message.max.bytes": 16 * 1024 * 1024,
-                "compression.type": "lz4",
-            }
-        )
+        self.producer = Producer(producer_config(bootstrap, self.transactional_id))
         # assign(), not subscribe(): one partition, and no wait for a dead member's session
         # timeout after a SIGKILL (FACTS.md). Fencing rests on the transactional.id.
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": self.group_id,
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 5,
-                "enable.partition.eof": False,
-            }
-        )
+        self.consumer = Consumer(consumer_config(bootstrap, self.group_id))
 
     # ------------------------------------------------------------------ start-up
 
@@ -181,6 +217,8 @@ class GovernorShell:
         self._next_offset = committed
         self._since_snapshot = self.shell.snapshot_every if fresh_snapshot else replayed
         self.consumer.assign([TopicPartition(self.portfolio, 0, committed)])
+        # Read here, not in the committer thread while this one consumes.
+        self._group_metadata = self.consumer.consumer_group_metadata()
         log.info(
             "%s restored: snapshot@%s, replayed %d commands, resuming at offset %d "
             "(open=%d reserved=%d)",
@@ -230,83 +268,181 @@ class GovernorShell:
     # ------------------------------------------------------------------ the loop
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> BatchStats:
-        """Decide until `should_stop()`; returns counts. Raises GovernorFenced if fenced."""
+        """Decide until `should_stop()`; returns counts. Raises GovernorFenced if fenced.
+
+        Two stages overlap: while one transaction is flushed, its offsets sent and it is
+        committed (in the committer thread, blocked in librdkafka without the GIL), the
+        commands arriving meanwhile (up to `commands_per_transaction`) are decoded,
+        decided and encoded here, as they come. They are published once that commit
+        succeeded; if it fails instead, they are dropped with the rest of the state,
+        which is rebuilt from the committed log (`_restore`), as after any abort.
+        """
         self.start()
-        batch_size = self.shell.commands_per_transaction
-        wait_s = self.shell.max_batch_wait_ms / 1000
-        while not should_stop():
-            msgs = self.consumer.consume(num_messages=batch_size, timeout=max(wait_s, 0.001))
-            msgs = [m for m in msgs if not _is_soft_error(m)]
-            if msgs:
-                self.process_batch(msgs)
+        limit = self.shell.commands_per_transaction
+        wait_s = max(self.shell.max_batch_wait_ms / 1000, 0.001)
+        batch: _Batch | None = None  # decided, not yet published
+        committing = False  # a published batch is being committed by the committer
+        # The committer thread needs the GIL for a moment between its librdkafka calls;
+        # with the default 5 ms switch interval it could wait that long for this thread.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, GIL_SWITCH_INTERVAL_S))
+        try:
+            while not should_stop():
+                try:
+                    room = limit - (0 if batch is None else batch.commands)
+                    if committing:
+                        if room > 0 and not self._committer.finished():
+                            batch = self._take(room, POLL_WHILE_COMMITTING_S, batch)
+                            continue
+                        committing = False
+                        self._committer.outcome()  # the last transaction's, raised here
+                    elif batch is None:
+                        batch = self._take(limit, wait_s, None)
+                    if batch is not None:
+                        self._publish(batch)
+                        self._committer.start(batch)
+                        committing, batch = True, None
+                except KafkaException as exc:
+                    batch = None
+                    if committing:
+                        self._committer.settle()  # never abort while a commit is in flight
+                        committing = False
+                    self._fail(exc)
+        finally:
+            sys.setswitchinterval(switch_interval)
+            if committing:
+                self._committer.settle()
         return self.stats
 
     def process_batch(self, msgs: list[Message]) -> None:
         """Decide `msgs` in one transaction; `stats` counts them only once it committed."""
-        self._pending = BatchStats()
-        t0 = time.perf_counter()
         try:
-            self.producer.begin_transaction()
-            for msg in msgs:
-                self._decide(msg)
-            self._since_snapshot += len(msgs)
-            snapshot = self._since_snapshot >= self.shell.snapshot_every
-            if snapshot:
-                self._produce_snapshot()
-            t1 = time.perf_counter()
-            # Flushing first is measurably faster here: send_offsets_to_transaction with
-            # records still queued took ~22 ms against ~1 ms after a flush (bench/governor.py).
-            self.producer.flush(30)
-            t2 = time.perf_counter()
-            offsets = [TopicPartition(self.portfolio, 0, self._next_offset)]
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), 30
-            )
-            t3 = time.perf_counter()
-            self.producer.commit_transaction(30)
-            t4 = time.perf_counter()
-            if t4 - t0 > SLOW_TRANSACTION_S:
-                log.warning(
-                    "%s: slow transaction %.0f ms for %d commands (decide %.0f%s, flush %.0f, "
-                    "offsets %.0f, commit %.0f ms)",
-                    self.instance,
-                    (t4 - t0) * 1000,
-                    len(msgs),
-                    (t1 - t0) * 1000,
-                    " incl. snapshot" if snapshot else "",
-                    (t2 - t1) * 1000,
-                    (t3 - t2) * 1000,
-                    (t4 - t3) * 1000,
-                )
-            self.stats.commands += self._pending.commands
-            self.stats.decisions += self._pending.decisions
-            self.stats.dead_letters += self._pending.dead_letters
-            self.stats.transactions += 1
+            batch = self._prepare(self._decode(msgs), None)
+            if batch is not None:
+                self._publish(batch)
+                self._commit(batch)
         except KafkaException as exc:
-            error = self._translate(exc)
-            if isinstance(error, GovernorFenced):
-                raise error from exc
-            log.warning("transaction failed (%s); aborting and rebuilding state", exc)
-            self._abort_and_recover()
+            self._fail(exc)
 
-    def _decide(self, msg: Message) -> None:
-        if msg.error():
-            raise KafkaException(msg.error())
-        command = self._decode_or_none(msg, route_to_dlq=True)
-        self._next_offset = msg.offset() + 1
-        self._pending.commands += 1
-        if command is None:
-            return
-        try:
-            decisions = self.core.handle(command)
-        except PoisonRecord as exc:  # e.g. SYMBOL_MISMATCH: the core changed nothing
-            self._produce_dead_letter(msg, exc)
-            return
-        for decision in decisions:
-            self._produce_decision(decision, msg.offset())
+    def _take(self, limit: int, timeout_s: float, batch: _Batch | None) -> _Batch | None:
+        """Up to `limit` more commands, waiting at most `timeout_s`, decided into `batch`."""
+        msgs = self.consumer.consume(num_messages=limit, timeout=timeout_s)
+        msgs = [m for m in msgs if not _is_soft_error(m)]
+        return self._prepare(self._decode(msgs), batch) if msgs else batch
 
-    def _decode_or_none(self, msg: Message, *, route_to_dlq: bool = False) -> Command | None:
-        """A poison command is dead-lettered (in the same transaction) and yields None."""
+    def _decode(self, msgs: list[Message]) -> list[_Decoded]:
+        """Each record's command, or the PoisonRecord that dead-letters it (no state used)."""
+        out: list[_Decoded] = []
+        serde, topic = self.serde, self.portfolio
+        skew = self.core.config.max_event_skew_ms
+        for msg in msgs:
+            if msg.error():
+                raise KafkaException(msg.error())
+            try:
+                command = decode_command(
+                    serde,
+                    topic,
+                    msg.value() or b"",
+                    record_timestamp_ms=record_timestamp(msg),
+                    max_event_skew_ms=skew,
+                )
+                out.append((msg, command))
+            except PoisonRecord as exc:
+                out.append((msg, exc))
+        return out
+
+    def _prepare(self, decoded: list[_Decoded], batch: _Batch | None) -> _Batch | None:
+        """Decide and encode into `batch` (a new one if None): the state moves on, nothing
+        is sent yet."""
+        if not decoded:
+            return batch
+        t0 = time.perf_counter()
+        if batch is None:
+            batch = _Batch(commands=0)
+        batch.commands += len(decoded)
+        decisions = batch.decisions
+        handle = self.core.handle
+        encode = self.serde.encode
+        topic = self.decisions_topic
+        for msg, command in decoded:
+            if isinstance(command, PoisonRecord):
+                batch.dead_letters.append(self._dead_letter(msg, command))
+                continue
+            offset = msg.offset()
+            try:
+                decided = handle(command)
+            except PoisonRecord as exc:  # e.g. SYMBOL_MISMATCH: the core changed nothing
+                batch.dead_letters.append(self._dead_letter(msg, exc))
+                continue
+            for decision in decided:
+                value = encode(
+                    topic, decision_to_avro(decision, offset), schema_file=DECISION_SCHEMA
+                )
+                decisions.append({"value": value, "key": (decision.symbol or "").encode()})
+        self._next_offset = batch.next_offset = decoded[-1][0].offset() + 1
+        self._since_snapshot += len(decoded)
+        if self._since_snapshot >= self.shell.snapshot_every:
+            # (state and offset as of now; more commands may join the batch after it, which
+            # a restore replays from the committed log like any others)
+            batch.snapshot = self._snapshot()
+        batch.prepare_s += time.perf_counter() - t0
+        return batch
+
+    def _publish(self, batch: _Batch) -> None:
+        """Open the batch's transaction and hand its records to the producer."""
+        t0 = time.perf_counter()
+        self.producer.begin_transaction()
+        self._in_transaction = True
+        if batch.decisions:
+            _produce_all(self.producer, self.decisions_topic, batch.decisions)
+        if batch.dead_letters:
+            _produce_all(self.producer, self.dlq, batch.dead_letters)
+        if batch.snapshot is not None:
+            self.producer.produce(self.snapshots_topic, key=SNAPSHOT_KEY, value=batch.snapshot)
+        batch.published_at = t0
+
+    def _commit(self, batch: _Batch) -> None:
+        t1 = time.perf_counter()
+        # Flushing first is measurably faster here: send_offsets_to_transaction with
+        # records still queued took ~22 ms against ~1 ms after a flush (bench/governor.py).
+        self.producer.flush(30)
+        t2 = time.perf_counter()
+        offsets = [TopicPartition(self.portfolio, 0, batch.next_offset)]
+        self.producer.send_offsets_to_transaction(offsets, self._group_metadata, 30)
+        t3 = time.perf_counter()
+        self.producer.commit_transaction(30)
+        self._in_transaction = False
+        t4 = time.perf_counter()
+        total = batch.prepare_s + t4 - batch.published_at
+        if total > SLOW_TRANSACTION_S:
+            log.warning(
+                "%s: slow transaction %.0f ms for %d commands (decide %.0f%s, publish %.0f, "
+                "flush %.0f, offsets %.0f, commit %.0f ms)",
+                self.instance,
+                total * 1000,
+                batch.commands,
+                batch.prepare_s * 1000,
+                " incl. snapshot" if batch.snapshot is not None else "",
+                (t1 - batch.published_at) * 1000,
+                (t2 - t1) * 1000,
+                (t3 - t2) * 1000,
+                (t4 - t3) * 1000,
+            )
+        self.stats.commands += batch.commands
+        self.stats.decisions += len(batch.decisions)
+        self.stats.dead_letters += len(batch.dead_letters)
+        self.stats.transactions += 1
+
+    def _fail(self, exc: KafkaException) -> None:
+        """A fenced instance stops; any other failure aborts and rebuilds the state."""
+        error = self._translate(exc)
+        if isinstance(error, GovernorFenced):
+            raise error from exc
+        log.warning("transaction failed (%s); aborting and rebuilding state", exc)
+        self._abort_and_recover()
+
+    def _decode_or_none(self, msg: Message) -> Command | None:
+        """The command in `msg`, or None for poison (replay: its dead letter is out already)."""
         try:
             return decode_command(
                 self.serde,
@@ -315,49 +451,38 @@ class GovernorShell:
                 record_timestamp_ms=record_timestamp(msg),
                 max_event_skew_ms=self.core.config.max_event_skew_ms,  # replay: as decided
             )
-        except PoisonRecord as exc:
-            if route_to_dlq:
-                self._produce_dead_letter(msg, exc)
+        except PoisonRecord:
             return None
 
-    def _produce_decision(self, decision: Decision, input_offset: int) -> None:
-        value = self.serde.encode(
-            self.decisions_topic,
-            decision_to_avro(decision, input_offset),
-            schema_file=DECISION_SCHEMA,
-        )
-        key = (decision.symbol or "").encode()
-        self.producer.produce(self.decisions_topic, value=value, key=key)
-        self._pending.decisions += 1
-
-    def _produce_dead_letter(self, msg: Message, exc: Exception) -> None:
+    def _dead_letter(self, msg: Message, exc: Exception) -> dict[str, object]:
         value = dead_letter_value(msg, exc, agent=AGENT_NAME)
-        self.producer.produce(
-            self.dlq,
-            key=msg.key(),
-            value=self.serde.encode(self.dlq, value, schema_file=DLQ_SCHEMA),
-        )
-        self._pending.dead_letters += 1
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+        out: dict[str, object] = {
+            "value": self.serde.encode(self.dlq, value, schema_file=DLQ_SCHEMA)
+        }
+        if msg.key() is not None:
+            out["key"] = msg.key()
+        return out
 
-    def _produce_snapshot(self) -> None:
+    def _snapshot(self) -> bytes:
         payload = {
             "v": SNAPSHOT_VERSION,
             "input_offset": self._next_offset,
             "core": self.core.to_snapshot(),
         }
-        blob = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 1)
-        self.producer.produce(self.snapshots_topic, key=SNAPSHOT_KEY, value=blob)
         self._since_snapshot = 0
+        return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 1)
 
     def _abort_and_recover(self) -> None:
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException as exc:
-            error = self._translate(exc)
-            if isinstance(error, GovernorFenced):
-                raise error from exc
-            raise
+        if self._in_transaction:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as exc:
+                error = self._translate(exc)
+                if isinstance(error, GovernorFenced):
+                    raise error from exc
+                raise
+            self._in_transaction = False
         self._restore()
 
     def _translate(self, exc: KafkaException) -> Exception:
@@ -372,6 +497,7 @@ class GovernorShell:
 
     def close(self) -> None:
         """Leave without committing anything more (a fenced producer cannot flush)."""
+        self._committer.stop()
         try:
             self.consumer.close()
         finally:
@@ -379,6 +505,64 @@ class GovernorShell:
                 self.producer.flush(5)
             except KafkaException as exc:
                 log.info("%s: producer closed with %s", self.instance, exc)
+
+
+class _Committer:
+    """One thread that runs `commit(batch)` for each batch handed to `start`.
+
+    Two queues of the standard library's C implementation: the hand-over costs far less
+    than an executor's Future (a Python Condition per result).
+    """
+
+    def __init__(self, commit: Callable[[_Batch], None], *, name: str) -> None:
+        self._commit = commit
+        self._todo: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (batch := self._todo.get()) is not None:
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # handed to the caller of outcome()
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def start(self, batch: _Batch) -> None:
+        self._todo.put(batch)
+
+    def finished(self) -> bool:
+        """Whether the started commit is over (its outcome() will not wait)."""
+        return not self._done.empty()
+
+    def outcome(self) -> None:
+        """Wait for the started commit; raise what it raised."""
+        error = self._done.get()
+        if error is not None:
+            raise error
+
+    def settle(self) -> None:
+        """Wait for a commit whose outcome no longer matters (the caller aborts or stops)."""
+        try:
+            self.outcome()
+        except KafkaException as exc:
+            log.info("a background commit failed as well: %s", exc)
+
+    def stop(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
+
+
+def _produce_all(producer: Producer, topic: str, messages: list[dict[str, object]]) -> None:
+    """Queue every message or raise: a message left out would be missing from the commit."""
+    queued = producer.produce_batch(topic, messages)
+    if queued != len(messages):
+        failed = next((m["_error"] for m in messages if "_error" in m), None)
+        if isinstance(failed, KafkaError):
+            raise KafkaException(failed)
+        raise KafkaException(KafkaError(KafkaError._FAIL, f"{queued}/{len(messages)} queued"))
 
 
 def _is_soft_error(msg: Message) -> bool:
