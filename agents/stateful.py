@@ -14,6 +14,14 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
   least as new as the committed offsets; a redelivered record whose offset the state
   already holds is skipped. That is what makes an at-least-once agent apply each record
   once (DESIGN.md: "every stateful processor remembers what it applied");
+* a core whose state is too big to rewrite after every record (a ledger, an order
+  memory) is a `KeyedProcessor`: besides its small `snapshot()` it keeps items under
+  keys of their own (`item:<key>`), and after each record only the items it changed are
+  written, before the snapshot key. A crash between the two leaves some items newer than
+  the snapshot and its applied offsets: the record comes again and meets state that
+  already holds part of its effect, so a keyed core must take a redelivery against its
+  own updated items as a no-op that repeats its outputs (the execution ledger, the
+  positions books and the paper exchange's order memory are built that way);
 * the end-of-stream marker (`quantum.end_of_stream`) is tracked on every input partition;
   once all have ended the core may flush (`on_end_of_stream`), then the marker goes to
   every partition of every output topic.
@@ -26,6 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import faust
+
 from agents.runtime import AgentContext
 from quantum.end_of_stream import EndOfStream, EndOfStreamTracker, marker_key, marker_of
 from quantum.end_of_stream import marker_record as eos_record
@@ -36,6 +46,7 @@ from topologies.declaration import TOPOLOGY
 log = logging.getLogger(__name__)
 
 STATE_KEY = "state"
+ITEM_PREFIX = "item:"  # a KeyedProcessor's items, beside STATE_KEY in the same table
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +63,11 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Out:
-    """One output record: an Avro value for a logical topic."""
+    """One output record: an Avro value for a logical topic (None: a tombstone, for a
+    compacted topic)."""
 
     topic: str
-    value: dict[str, Any]
+    value: dict[str, Any] | None
     key: bytes | None
     partition: int | None = None  # None: by key
 
@@ -70,6 +82,14 @@ class Processor(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
 
+class KeyedProcessor(Processor, Protocol):
+    """A processor that keeps most of its state in items: `snapshot()` is the small rest."""
+
+    def take_changes(self) -> dict[str, Any | None]:
+        """Items changed since the last call, key -> JSON-safe value (None: deleted)."""
+        ...
+
+
 @dataclass(frozen=True)
 class StatefulAgent:
     """How a stateful agent is bound: its inputs, outputs and how to (re)build its core.
@@ -78,14 +98,23 @@ class StatefulAgent:
         state topic such as `positions` never ends).
     outputs: logical topics the marker is forwarded to once every input has ended.
     make: builds the processor from the table's last snapshot (None on a first start).
+    make_keyed: instead of `make`, for a `KeyedProcessor`: builds it from the last
+        snapshot (None if there is none) and the items in the table ({} on a first start).
     universe: symbols to check at decode (None: any well-formed symbol).
+    schemas: schema file per logical topic where it is not the topology's (a command
+        union on the portfolio topic, say).
     """
 
     inputs: Mapping[str, bool]
     outputs: tuple[str, ...]
-    make: Callable[[dict[str, Any] | None], Processor]
+    make: Callable[[dict[str, Any] | None], Processor] | None = None
     universe: frozenset[str] | None = None
     schemas: Mapping[str, str] = field(default_factory=dict)
+    make_keyed: Callable[[dict[str, Any] | None, dict[str, Any]], KeyedProcessor] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.make is None) == (self.make_keyed is None):
+            raise ValueError("a stateful agent needs exactly one of make and make_keyed")
 
     def schema(self, logical: str) -> str:
         return self.schemas.get(logical) or TOPOLOGY.topic(logical).schema or ""
@@ -94,11 +123,20 @@ class StatefulAgent:
 class _State:
     """The processor plus the bookkeeping the shell persists beside it."""
 
-    def __init__(self, agent: StatefulAgent, blob: dict[str, Any] | None) -> None:
+    def __init__(
+        self, agent: StatefulAgent, blob: dict[str, Any] | None, items: dict[str, Any]
+    ) -> None:
         ends = {t: TOPOLOGY.topic(t).partitions for t, e in agent.inputs.items() if e}
         self.tracker = EndOfStreamTracker(ends) if ends else None
         self.applied: dict[str, int] = {}
-        self.processor = agent.make(None if blob is None else blob["core"])
+        core = None if blob is None else blob["core"]
+        self.keyed: KeyedProcessor | None = None
+        if agent.make_keyed is not None:
+            self.keyed = agent.make_keyed(core, items)
+            self.processor: Processor = self.keyed
+        else:
+            assert agent.make is not None
+            self.processor = agent.make(core)
         if blob is not None:
             self.applied = {k: int(v) for k, v in blob["applied"].items()}
             if self.tracker is not None and blob.get("eos") is not None:
@@ -121,8 +159,8 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
         default=None,
         partitions=1,
         use_partitioner=True,
-        key_serializer="json",
-        value_serializer="json",
+        # Faust tables take their serializers through a schema (not as keywords)
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
         help=f"{ctx.name}'s core state and the input offsets it has applied",
     )
     channel = ctx.app.topic(
@@ -131,6 +169,25 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
         value_serializer="raw",
     )
     holder: list[_State] = []
+
+    def items() -> dict[str, Any]:
+        if agent.make_keyed is None:
+            return {}
+        return {
+            k[len(ITEM_PREFIX) :]: v
+            for k, v in table.items()
+            if isinstance(k, str) and k.startswith(ITEM_PREFIX) and v is not None
+        }
+
+    def persist(state: _State) -> None:
+        if state.keyed is not None:
+            for key, value in state.keyed.take_changes().items():
+                name = ITEM_PREFIX + key
+                if value is not None:
+                    table[name] = value
+                elif name in table:
+                    del table[name]
+        table[STATE_KEY] = state.blob()
 
     async def send_all(outs: list[Out]) -> None:
         for out in outs:
@@ -154,7 +211,7 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
     async def run(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             if not holder:
-                holder.append(_State(agent, table.get(STATE_KEY)))
+                holder.append(_State(agent, table.get(STATE_KEY), items()))
             state = holder[0]
             msg = event.message
             logical = msg.topic[len(prefix) :] if msg.topic.startswith(prefix) else msg.topic
@@ -184,4 +241,4 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
                 log.exception("%s: processing failed", ctx.name)
                 await ctx.dead_letter(event, exc)
             state.applied[where] = msg.offset
-            table[STATE_KEY] = state.blob()
+            persist(state)
