@@ -37,6 +37,7 @@ from tests.integration.venue_io import (
 from tests.integration.venue_io import settle as wait_settled
 from topologies.apply import apply_topology
 from topologies.declaration import (
+    EXECUTION_LEDGER,
     EXECUTION_RESULTS,
     EXIT_INTENTS,
     MARKET_TICKS,
@@ -219,3 +220,29 @@ def test_grant_fill_stop_release_reject_and_poison(settings: Settings, tmp_path:
         assert worker.alive()
     finally:
         worker.stop()
+
+    # Execution under a new consumer group (an empty table): the ledger comes from the
+    # compacted topic, every input is read again from the start, and nothing is sent twice.
+    orders_before = len(read_all(settings, serde, ORDERS))
+    ledger_records = sum(1 for _ in read_all(settings, serde, EXECUTION_LEDGER))
+    command_ids = {c.command_id for c in read_commands(settings, serde)}
+    fresh = WorkerProcess(
+        ("execution",),
+        "venue-test-fresh",
+        settings.child_env(QT_KAFKA__COMMIT_INTERVAL_S="0.01"),
+        tmp_path / "fresh.log",
+    )
+    fresh_group = f"{settings.kafka.topic_prefix}venue-test-fresh"
+    exec_reads = (PORTFOLIO_DECISIONS, SIZED_INTENTS, EXIT_INTENTS, EXECUTION_RESULTS)
+    quiet = Quiescence(
+        settings.kafka.bootstrap, [Reader(fresh_group, tuple(map(settings.topic, exec_reads)))]
+    )
+    fresh.start()
+    try:
+        wait_settled(quiet, fresh.alive, tmp_path / "fresh.log")
+    finally:
+        fresh.stop()
+    assert "ledger of 2 entries restored from the topic" in (tmp_path / "fresh.log").read_text()
+    assert len(read_all(settings, serde, ORDERS)) == orders_before
+    assert sum(1 for _ in read_all(settings, serde, EXECUTION_LEDGER)) == ledger_records
+    assert {c.command_id for c in read_commands(settings, serde)} == command_ids  # repeats only
