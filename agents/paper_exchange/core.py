@@ -82,6 +82,7 @@ class VenueCore:
         self._rules = rules
         self.exchange = PaperExchange(rules, self._cfg)
         self._open: dict[str, KnownOrder] = {}
+        self._open_json: dict[str, dict[str, Any]] = {}  # their snapshot form, made once
         self._finished: dict[str, KnownOrder] = {}  # in the order they finished
         self._holders: dict[str, Holder] = {}
         self._clock = 0
@@ -194,6 +195,7 @@ class VenueCore:
                 updated_at=e.event_time_ms,
             )
             self._open[e.client_order_id] = known
+            self._open_json[e.client_order_id] = to_avro(known)
             return self._report(known, e.event_time_ms)
         if isinstance(e, OrderRejected):
             assert placing is not None and placing.client_order_id == e.client_order_id
@@ -318,6 +320,7 @@ class VenueCore:
 
     def _take_open(self, client_order_id: str) -> KnownOrder:
         known = self._open.pop(client_order_id, None)
+        self._open_json.pop(client_order_id, None)
         if known is None:  # the exchange reported an order this agent never placed: a bug
             raise RuntimeError(f"paper exchange event for {client_order_id!r}, not an open order")
         return known
@@ -357,7 +360,7 @@ class VenueCore:
         return {
             "v": SNAPSHOT_VERSION,
             "exchange": self.exchange.snapshot(),
-            "open": [to_avro(k) for k in self._open.values()],
+            "open": list(self._open_json.values()),
             "holders": {s: [h.intent_id, h.leverage] for s, h in sorted(self._holders.items())},
             "clock": self._clock,
             "seq": self._seq,
@@ -380,6 +383,7 @@ class VenueCore:
             for d in snapshot["open"]:
                 k = from_avro(KnownOrder, d)
                 core._open[k.order.client_order_id] = k
+                core._open_json[k.order.client_order_id] = d
             core._holders = {s: Holder(i, int(lev)) for s, (i, lev) in snapshot["holders"].items()}
             core._clock = int(snapshot["clock"])
             core._seq = int(snapshot["seq"])
