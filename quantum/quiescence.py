@@ -20,8 +20,22 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
+
+_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -57,13 +71,26 @@ class Quiescence:
         ]
 
     def ends(self) -> dict[tuple[str, int], int]:
-        """The high watermark of every partition read (read_uncommitted: the true end)."""
-        futures = self._admin.list_offsets(
-            {tp: OffsetSpec.latest() for tp in self._partitions},
-            isolation_level=IsolationLevel.READ_UNCOMMITTED,
-            request_timeout=self._timeout_s,
-        )
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        """The high watermark of every partition read (read_uncommitted: the true end).
+
+        A topic created moments ago answers "not leader" until its leader is elected:
+        asked again shortly, for up to the timeout."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            futures = self._admin.list_offsets(
+                {tp: OffsetSpec.latest() for tp in self._partitions},
+                isolation_level=IsolationLevel.READ_UNCOMMITTED,
+                request_timeout=self._timeout_s,
+            )
+            try:
+                return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if not (err.retriable() or err.code() in _SETTLING):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)  # the leader is being elected: ask again shortly
 
     def lag(self, ends: dict[tuple[str, int], int] | None = None) -> dict[str, int]:
         """Records not yet committed, per `group/topic`; empty when everything is read."""
