@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Producer
 
 from agents.execution.codec import entry_from_avro
 from agents.execution.model import IntentEntry
@@ -35,13 +35,6 @@ from topologies.declaration import (
     dlq_topic,
 )
 
-_SETTLING = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-    }
-)
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MINUTE = 60_000
 
@@ -208,12 +201,6 @@ def settle(
         try:
             quiet.wait(2.0)
             return time.monotonic() - start
-        except KafkaException as exc:  # a young topic's leader is still being elected
-            err = exc.args[0]
-            settling = err.retriable() or err.code() in _SETTLING
-            if not settling or time.monotonic() - start > timeout_s:
-                raise
-            time.sleep(0.1)
         except TimeoutError as exc:
             if not alive():
                 raise AssertionError(f"a worker died: {log.read_text()[-4000:]}") from exc

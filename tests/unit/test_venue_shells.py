@@ -166,6 +166,15 @@ def test_grant_to_fill_to_stop_through_the_three_shells() -> None:
     assert [(r.intent_id, r.reason) for r in releases] == [("i1", ReleaseReason.POSITION_CLOSED)]
     assert bus.execution.ledger.get("i1").state.value == "CLOSED"
 
+    # A day and more later (decision time), the closed entry is pruned: a tombstone on the
+    # compacted ledger topic, and its table item deleted.
+    later = T0 + 25 * 60 * MINUTE
+    outs = bus.put(PORTFOLIO_DECISIONS, decision(DecisionKind.GRANTED, "i9", "ETHUSDT", later, 9))
+    assert [(o.topic, o.key, o.value) for o in outs if o.value is None] == [
+        (EXECUTION_LEDGER, b"i1", None)
+    ]
+    assert bus.exec_items["i1"] is None and "i1" not in bus.execution.ledger
+
 
 def test_a_restarted_execution_resends_what_was_sent_and_the_venue_answers() -> None:
     bus = fresh()
