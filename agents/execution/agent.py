@@ -136,11 +136,10 @@ class ExecutionProcessor:
 
     def on_record(self, record: Record) -> list[Out]:
         step = self._decide(record)
-        outs = self._take_recovery()
-        outs += self._apply(step)
+        outs = self._apply(step)
         if record.topic == PORTFOLIO_DECISIONS:
             outs += self._maybe_prune()
-        return outs
+        return self._take_recovery() + outs
 
     def on_end_of_stream(self, marker: EndOfStream) -> list[Out]:
         return self._take_recovery()
