@@ -19,9 +19,10 @@ from topologies.declaration import TOPOLOGY, Topology
 AGENT_PACKAGES = (
     "passthrough",
     "clock",
-    "governor",
+    "ai_engine",
     "selector",
     "sizing",
+    "governor",
     "execution",
     "paper_exchange",
     "positions",

@@ -8,20 +8,20 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
   does not decode or validate, or that the core refuses, becomes a dead letter with its
   reason, and the agent goes on;
 * state lives in a Faust table (`<agent>-state`, changelog-backed, one partition so a
-  single key holds the whole core), written after the record's outputs were delivered,
-  together with the offset applied for each input partition. Faust flushes the table's
-  changelog before it commits input offsets, so after a crash the restored state is at
-  least as new as the committed offsets; a redelivered record whose offset the state
-  already holds is skipped. That is what makes an at-least-once agent apply each record
-  once (DESIGN.md: "every stateful processor remembers what it applied");
-* a core whose state is too big to rewrite after every record (a ledger, an order
-  memory) is a `KeyedProcessor`: besides its small `snapshot()` it keeps items under
-  keys of their own (`item:<key>`), and after each record only the items it changed are
-  written, before the snapshot key. A crash between the two leaves some items newer than
-  the snapshot and its applied offsets: the record comes again and meets state that
-  already holds part of its effect, so a keyed core must take a redelivery against its
-  own updated items as a no-op that repeats its outputs (the execution ledger, the
-  positions books and the paper exchange's order memory are built that way);
+  restart restores every key of it: the core's snapshot, or its parts), written after
+  the record's outputs were delivered, with the offset applied for each input partition.
+  Faust flushes the table's changelog before it commits input offsets, so after a crash
+  the restored state is at least as new as the committed offsets; a redelivered record
+  whose offset the state already holds is skipped. That is what makes an at-least-once
+  agent apply each record once (DESIGN.md: "every stateful processor remembers what it
+  applied");
+* parts (`dirty_parts`) are written in the order the processor gives them, each its own
+  changelog record, then the applied offsets. A crash in between leaves some parts newer
+  than the offsets: the record comes again and meets state that already holds part of its
+  effect, so a processor with parts must take such a redelivery as a no-op that repeats
+  its outputs, and order its parts so that any prefix of them is a state it can continue
+  from (the execution ledger, the positions books and the paper exchange's order memory
+  are built that way, docs/execution.md "Shells"). A part whose value is None is deleted.
 * the end-of-stream marker (`quantum.end_of_stream`) is tracked on every input partition;
   once all have ended the core may flush (`on_end_of_stream`), then the marker goes to
   every partition of every output topic.
@@ -34,8 +34,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import faust
-
 from agents.runtime import AgentContext
 from quantum.end_of_stream import EndOfStream, EndOfStreamTracker, marker_key, marker_of
 from quantum.end_of_stream import marker_record as eos_record
@@ -46,7 +44,9 @@ from topologies.declaration import TOPOLOGY
 log = logging.getLogger(__name__)
 
 STATE_KEY = "state"
-ITEM_PREFIX = "item:"  # a KeyedProcessor's items, beside STATE_KEY in the same table
+APPLIED_KEY = "applied"
+EOS_KEY = "eos"
+PART_PREFIX = "part:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +73,20 @@ class Out:
 
 
 class Processor(Protocol):
-    """What the shell drives. Implementations map Avro dicts to a pure core and back."""
+    """What the shell drives. Implementations map Avro dicts to a pure core and back.
+
+    `snapshot()` is the whole state. A processor whose state is large and changes a little
+    per record (per-symbol features, a ledger) may also define `dirty_parts() -> dict[str,
+    Any]`: the parts changed since the last call, in the order they must be written, each
+    stored under its own table key (None: the part is deleted), and `make` then receives
+    `{part: value}` of every part on a restart (None on a first start).
+    """
 
     def on_record(self, record: Record) -> list[Out]: ...
 
     def on_end_of_stream(self, marker: EndOfStream) -> list[Out]: ...
 
     def snapshot(self) -> dict[str, Any]: ...
-
-
-class KeyedProcessor(Processor, Protocol):
-    """A processor that keeps most of its state in items: `snapshot()` is the small rest."""
-
-    def take_changes(self) -> dict[str, Any | None]:
-        """Items changed since the last call, key -> JSON-safe value (None: deleted)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -98,23 +97,14 @@ class StatefulAgent:
         state topic such as `positions` never ends).
     outputs: logical topics the marker is forwarded to once every input has ended.
     make: builds the processor from the table's last snapshot (None on a first start).
-    make_keyed: instead of `make`, for a `KeyedProcessor`: builds it from the last
-        snapshot (None if there is none) and the items in the table ({} on a first start).
     universe: symbols to check at decode (None: any well-formed symbol).
-    schemas: schema file per logical topic where it is not the topology's (a command
-        union on the portfolio topic, say).
     """
 
     inputs: Mapping[str, bool]
     outputs: tuple[str, ...]
-    make: Callable[[dict[str, Any] | None], Processor] | None = None
+    make: Callable[[dict[str, Any] | None], Processor]
     universe: frozenset[str] | None = None
     schemas: Mapping[str, str] = field(default_factory=dict)
-    make_keyed: Callable[[dict[str, Any] | None, dict[str, Any]], KeyedProcessor] | None = None
-
-    def __post_init__(self) -> None:
-        if (self.make is None) == (self.make_keyed is None):
-            raise ValueError("a stateful agent needs exactly one of make and make_keyed")
 
     def schema(self, logical: str) -> str:
         return self.schemas.get(logical) or TOPOLOGY.topic(logical).schema or ""
@@ -123,31 +113,34 @@ class StatefulAgent:
 class _State:
     """The processor plus the bookkeeping the shell persists beside it."""
 
-    def __init__(
-        self, agent: StatefulAgent, blob: dict[str, Any] | None, items: dict[str, Any]
-    ) -> None:
+    def __init__(self, agent: StatefulAgent, stored: Mapping[str, Any]) -> None:
         ends = {t: TOPOLOGY.topic(t).partitions for t, e in agent.inputs.items() if e}
         self.tracker = EndOfStreamTracker(ends) if ends else None
-        self.applied: dict[str, int] = {}
-        core = None if blob is None else blob["core"]
-        self.keyed: KeyedProcessor | None = None
-        if agent.make_keyed is not None:
-            self.keyed = agent.make_keyed(core, items)
-            self.processor: Processor = self.keyed
-        else:
-            assert agent.make is not None
-            self.processor = agent.make(core)
-        if blob is not None:
-            self.applied = {k: int(v) for k, v in blob["applied"].items()}
-            if self.tracker is not None and blob.get("eos") is not None:
-                self.tracker.restore(blob["eos"])
-
-    def blob(self) -> dict[str, Any]:
-        return {
-            "core": self.processor.snapshot(),
-            "applied": self.applied,
-            "eos": None if self.tracker is None else self.tracker.snapshot(),
+        parts = {
+            k[len(PART_PREFIX) :]: v
+            for k, v in stored.items()
+            if k.startswith(PART_PREFIX) and v is not None
         }
+        core = parts or stored.get(STATE_KEY)
+        self.processor = agent.make(core)
+        self.partial = hasattr(self.processor, "dirty_parts")
+        self.applied: dict[str, int] = {k: int(v) for k, v in stored.get(APPLIED_KEY, {}).items()}
+        if self.tracker is not None and stored.get(EOS_KEY) is not None:
+            self.tracker.restore(stored[EOS_KEY])
+
+    def save(self, table: Any, *, ended: bool) -> None:
+        """Write what changed: the state (or its dirty parts), then the applied offsets."""
+        if self.partial:
+            for name, value in self.processor.dirty_parts().items():  # type: ignore[attr-defined]
+                if value is not None:
+                    table[PART_PREFIX + name] = value
+                elif PART_PREFIX + name in table:
+                    del table[PART_PREFIX + name]
+        else:
+            table[STATE_KEY] = self.processor.snapshot()
+        if ended and self.tracker is not None:
+            table[EOS_KEY] = self.tracker.snapshot()
+        table[APPLIED_KEY] = self.applied
 
 
 def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
@@ -159,8 +152,6 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
         default=None,
         partitions=1,
         use_partitioner=True,
-        # Faust tables take their serializers through a schema (not as keywords)
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
         help=f"{ctx.name}'s core state and the input offsets it has applied",
     )
     channel = ctx.app.topic(
@@ -169,25 +160,6 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
         value_serializer="raw",
     )
     holder: list[_State] = []
-
-    def items() -> dict[str, Any]:
-        if agent.make_keyed is None:
-            return {}
-        return {
-            k[len(ITEM_PREFIX) :]: v
-            for k, v in table.items()
-            if isinstance(k, str) and k.startswith(ITEM_PREFIX) and v is not None
-        }
-
-    def persist(state: _State) -> None:
-        if state.keyed is not None:
-            for key, value in state.keyed.take_changes().items():
-                name = ITEM_PREFIX + key
-                if value is not None:
-                    table[name] = value
-                elif name in table:
-                    del table[name]
-        table[STATE_KEY] = state.blob()
 
     async def send_all(outs: list[Out]) -> None:
         for out in outs:
@@ -211,19 +183,21 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
     async def run(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             if not holder:
-                holder.append(_State(agent, table.get(STATE_KEY), items()))
+                holder.append(_State(agent, dict(table.items())))
             state = holder[0]
             msg = event.message
             logical = msg.topic[len(prefix) :] if msg.topic.startswith(prefix) else msg.topic
             where = f"{logical}/{msg.partition}"
             if state.applied.get(where, -1) >= msg.offset:
                 continue  # applied before a crash; its outputs are already out
+            ended = False
             try:
                 schema = agent.schema(logical)
                 raw = msg.value if isinstance(msg.value, bytes | bytearray) else b""
                 value = ctx.serde.decode(msg.topic, bytes(raw), schema_file=schema)
                 validate(schema, value, universe=agent.universe)
                 marker = marker_of(value)
+                ended = marker is not None
                 if marker is not None:
                     if state.tracker is None or logical not in agent.inputs:
                         raise PoisonRecord("UNEXPECTED_END", f"no end expected on {logical}")
@@ -241,4 +215,4 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
                 log.exception("%s: processing failed", ctx.name)
                 await ctx.dead_letter(event, exc)
             state.applied[where] = msg.offset
-            persist(state)
+            state.save(table, ended=ended)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_UP, Decimal, localcontext
 
 from exchange.model import PositionSide
 
@@ -134,14 +134,18 @@ def maintenance_margin(notional: Decimal, table: BracketTable) -> Decimal:
     return notional * row.maint_margin_ratio - row.cum
 
 
+MARGIN_QUANTUM = Decimal("1e-8")  # USDT is accounted to 8 decimals
+
+
 def initial_margin(notional: Decimal, leverage: int) -> Decimal:
-    """Margin posted to open `notional` at `leverage`: |notional| / leverage."""
+    """Margin posted to open `notional` at `leverage`: |notional| / leverage, rounded up to
+    the 8th decimal, so sums of margins stay exact (a 28-digit quotient does not)."""
     if leverage < 1:
         raise ValueError(f"leverage must be >= 1, got {leverage}")
     with localcontext() as ctx:
         ctx.prec = 50
         value = abs(notional) / Decimal(leverage)
-    return +value
+        return value.quantize(MARGIN_QUANTUM, rounding=ROUND_UP)
 
 
 def unrealized_pnl(

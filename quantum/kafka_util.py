@@ -53,12 +53,12 @@ def _high_watermark(probe: Consumer, tp: Tp, deadline: float) -> int:
             return probe.get_watermark_offsets(tp, timeout=max(remaining, 0.1), cached=False)[1]
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
-            if (not err.retriable() and err.code() not in _SETTLING) or remaining <= 0:
+            if (not err.retriable() and err.code() not in SETTLING_ERRORS) or remaining <= 0:
                 raise
         time.sleep(0.1)  # the leader is being elected: ask again shortly
 
 
-_SETTLING = frozenset(
+SETTLING_ERRORS = frozenset(
     {
         KafkaError.NOT_LEADER_FOR_PARTITION,
         KafkaError.LEADER_NOT_AVAILABLE,

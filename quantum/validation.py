@@ -9,7 +9,8 @@ them would be a real-money bug. The rules come mostly from the schema files them
 - a field named `symbol` must match `^[A-Z0-9]{2,20}$` and, when a universe is given,
   be in it (else UNKNOWN_SYMBOL);
 - a few cross-field rules per record (a kline's low <= open, close <= high and its event
-  id, order prices by type, confidence in [0, 1], leverage >= 1, finite scores);
+  id, order prices by type, confidence and probabilities in [0, 1], vote weights > 0,
+  leverage >= 1, finite scores);
 - a record whose `end_of_stream` field is set is an end-of-stream marker
   (`quantum.end_of_stream`): only the marker is checked, the other fields are placeholders.
 
@@ -215,7 +216,19 @@ def _finite(
 
 
 def _signal(value: dict[str, Any], prefix: str, _u: frozenset[str] | None) -> None:
-    _finite(value, "confidence", prefix + "confidence", lo=0.0, hi=1.0)
+    for name in ("confidence", "probability", "raw_probability"):
+        _finite(value, name, prefix + name, lo=0.0, hi=1.0)
+    votes = value.get("votes", [])
+    if not isinstance(votes, list):
+        raise _bad(prefix + "votes", "is not a list")
+    for i, vote in enumerate(votes):
+        path = f"{prefix}votes[{i}]."
+        if not isinstance(vote, dict) or not vote.get("model"):
+            raise _bad(path + "model", "is missing")
+        _finite(vote, "probability", path + "probability", lo=0.0, hi=1.0)
+        _finite(vote, "weight", path + "weight")
+        if not vote.get("weight", 0) > 0:
+            raise _bad(path + "weight", f"= {vote.get('weight')!r} must be > 0")
 
 
 def _scored(value: dict[str, Any], prefix: str, _u: frozenset[str] | None) -> None:

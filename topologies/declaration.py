@@ -33,6 +33,8 @@ POSITIONS = "positions"
 EXIT_INTENTS = "exit.intents"
 PASSTHROUGH_OUT = "smoke.passthrough"
 
+SNAPSHOT_MAX_BYTES = 16 * 1024 * 1024  # max.message.bytes of the governor's snapshots topic
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -41,6 +43,8 @@ class TopicSpec:
     schema: the Avro file under `schemas/` for the record values (None: internal bytes).
     exact_partitions: drift in partition count is an error, never tolerated (the
         portfolio topic's single partition is what totally orders slot decisions).
+    max_message_bytes: the topic's `max.message.bytes`, where the broker default (1 MB)
+        is too small; None keeps the broker's.
     """
 
     name: str
@@ -52,9 +56,13 @@ class TopicSpec:
     replication: int = 1
     exact_partitions: bool = False
     has_dlq: bool = True
+    max_message_bytes: int | None = None
 
     def configs(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        configs = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        if self.max_message_bytes is not None:
+            configs["max.message.bytes"] = str(self.max_message_bytes)
+        return configs
 
 
 class Processor(Protocol):
@@ -156,6 +164,10 @@ TOPOLOGY = Topology(
             retention_ms=-1,
             exact_partitions=True,
             has_dlq=False,
+            # A snapshot holds one memory horizon (24 h) of command ids, zlib-compressed:
+            # ~8 bytes per command (docs/governor.md), so 16 MiB (the governor producer's
+            # message.max.bytes) is ~2M commands a day; the broker's 1 MB would be ~120k.
+            max_message_bytes=SNAPSHOT_MAX_BYTES,
         ),
         TopicSpec(ORDERS, 6, "orders.avsc", "Orders sent (client order id = intent id)."),
         TopicSpec(EXECUTION_RESULTS, 6, "execution.results.avsc", "Fills, rejections, expiries."),

@@ -10,12 +10,13 @@ symbol's entries in one ledger), bound by agents/stateful.py. For each input the
 2. its orders (placements and cancels) on `orders`, key symbol;
 3. its governor commands (`SlotFilled`, `SlotRelease`, deterministic ids) on `portfolio`.
 
-The ledger is the processor's state: each entry is a table item of its own (only the
-entries a step changed are rewritten). Restart:
+The ledger is the processor's state, in table parts: one per entry (`e:<intent id>`,
+only the entries a step changed are rewritten; a pruned entry's part is deleted) and
+`meta` (when the ledger was last pruned). Restart:
 
 - with a table (the usual case) the ledger is the table's; the input whose outputs a
   crash interrupted comes again and meets the ledger as it was before it (or, if the
-  crash fell between the item writes, already holding its update), and the core gives
+  crash fell between the part writes, already holding its update), and the core gives
   the same orders and commands again, same ids;
 - with an empty table (a new consumer group, a lost changelog) the ledger is read from
   `execution.ledger` to its end (`Ledger.restore`) before anything is consumed;
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 
 LEDGER_SCHEMA = TOPOLOGY.topic(EXECUTION_LEDGER).schema or ""
 PORTFOLIO_KEY = b"portfolio"
+ENTRY_PART = "e:"
+META_PART = "meta"
 # How often (in decision event time) the ledger is pruned of entries older than
 # ExecutionConfig.ledger_retention_ms: often enough to keep it small, rarely enough that
 # the scan over the ledger costs nothing per record.
@@ -109,22 +112,23 @@ def read_ledger(settings: RuntimeSettings, serde: AvroSerde) -> list[LedgerUpdat
 
 
 class ExecutionProcessor:
-    """The execution core over a ledger; entries are the table's items."""
+    """The execution core over a ledger; its entries are the table's parts."""
 
     def __init__(
         self,
         core: ExecutionCore,
         ledger: Ledger,
-        snapshot: dict[str, Any] | None,
+        meta: dict[str, Any] | None,
         *,
         all_dirty: bool = False,
     ) -> None:
         self.core = core
         self.ledger = ledger
-        self.last_prune = ledger.decision_clock if snapshot is None else int(snapshot["last_prune"])
+        self.last_prune = ledger.decision_clock if meta is None else int(meta["last_prune"])
         self._changes: dict[str, Any | None] = (
             {e.intent_id: entry_to_avro(e) for e in ledger} if all_dirty else {}
         )
+        self._meta_written = meta
         # Restart: SENT orders and decided cancels go out again before anything else.
         resend: list[ExchangeCommand] = [*core.pending_orders(ledger)]
         resend += core.pending_cancels(ledger)
@@ -147,9 +151,15 @@ class ExecutionProcessor:
     def snapshot(self) -> dict[str, Any]:
         return {"last_prune": self.last_prune}
 
-    def take_changes(self) -> dict[str, Any | None]:
-        changes, self._changes = self._changes, {}
-        return changes
+    def dirty_parts(self) -> dict[str, Any]:
+        """The ledger entries changed since the last call (None: pruned), and `meta` when
+        it changed."""
+        parts: dict[str, Any] = {ENTRY_PART + k: v for k, v in self._changes.items()}
+        self._changes = {}
+        meta = self.snapshot()
+        if meta != self._meta_written:
+            parts[META_PART] = self._meta_written = meta
+        return parts
 
     # ---- steps -------------------------------------------------------------------------------
 
@@ -196,19 +206,23 @@ class ExecutionProcessor:
         return Out(ORDERS, order_to_avro(cmd), symbol.encode())
 
 
+def processor_from_parts(core: ExecutionCore, parts: dict[str, Any]) -> ExecutionProcessor:
+    """The processor a table's parts describe: the ledger of its entry parts."""
+    entries = sorted(
+        (entry_from_avro(v) for k, v in parts.items() if k.startswith(ENTRY_PART)),
+        key=lambda e: (e.created_at, e.intent_id),
+    )
+    return ExecutionProcessor(core, Ledger(entries), parts.get(META_PART))
+
+
 def register(ctx: AgentContext) -> None:
     config: ExecutionConfig = ctx.config or ExecutionConfig()
     rules = ExchangeRules.bundled()
     core = ExecutionCore(config, {s: rules[s].price_filter.tick for s in rules})
 
-    def make(snapshot: dict[str, Any] | None, items: dict[str, Any]) -> ExecutionProcessor:
-        if items or snapshot is not None:
-            entries = sorted(
-                (entry_from_avro(v) for v in items.values()),
-                key=lambda e: (e.created_at, e.intent_id),
-            )
-            ledger = Ledger(entries)
-            return ExecutionProcessor(core, ledger, snapshot)
+    def make(parts: dict[str, Any] | None) -> ExecutionProcessor:
+        if parts is not None:
+            return processor_from_parts(core, parts)
         # A first start with an empty table: the compacted ledger topic is the durable copy.
         ledger = Ledger.restore(read_ledger(ctx.settings, ctx.serde))
         if len(ledger):
@@ -226,7 +240,7 @@ def register(ctx: AgentContext) -> None:
                 EXECUTION_RESULTS: False,
             },
             outputs=(),
-            make_keyed=make,
+            make=make,
             schemas={PORTFOLIO: COMMAND_SCHEMA},
         ),
     )

@@ -9,10 +9,7 @@ import sys
 import threading
 from dataclasses import asdict
 
-from agents.governor.audit import audit_decisions
 from agents.governor.config import GovernorSettings
-from agents.governor.io import read_commands, read_decisions
-from agents.governor.model import SlotRequest
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -52,10 +49,9 @@ def governor_run(args: argparse.Namespace, settings: GovernorSettings) -> int:
 
 
 def _portfolio(args: argparse.Namespace, settings: GovernorSettings) -> int:
-    commands, poison = read_commands(settings)
-    requests = [cmd for _, cmd in commands if isinstance(cmd, SlotRequest)]
-    logged = read_decisions(settings)
-    report = audit_decisions(((d.offset, d.decision) for d in logged), requests)
+    from agents.governor.io import audit_committed_log
+
+    report, _, poison = audit_committed_log(settings)
     if args.json:
         print(json.dumps(asdict(report), default=str, indent=2))
     else:

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quantum.config import RuntimeSettings
 
+GOVERNOR_DEPLOYMENT_ID = "quantum-governor"  # after the topic prefix: transactional.id, group
+
 
 class GovernorConfig(BaseModel):
     """Limits and timings of the slot governor (all times are event time, milliseconds).
@@ -22,6 +24,15 @@ class GovernorConfig(BaseModel):
     reservation_ttl_ms: a granted slot that never fills is freed after this long.
     symbol_cooldown_ms: after a symbol's slot is released, new entries on it wait this long
         (audit: apply-layer cooldown 180 s).
+    memory_horizon_ms: how long handled command ids and ended intents (CLOSED, DENIED,
+        EXPIRED, REJECTED) are remembered, counted in event time from when last seen. A
+        redelivery within it is recognised; after it, a command id counts as new. 24 h: far
+        beyond any producer's retry horizon (a Kafka producer gives up after
+        delivery.timeout.ms, 2 min by default), and it bounds the state and the snapshot.
+    max_event_skew_ms: a command stamped more than this ahead of its Kafka record timestamp
+        is dead-lettered (EVENT_TIME_SKEW) and never moves the clock: one producer writing
+        microseconds would otherwise push `now` centuries ahead and stop every TTL. 5 min
+        covers ordinary clock drift between hosts.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -34,6 +45,8 @@ class GovernorConfig(BaseModel):
     rotation_timeout_ms: int = Field(120_000, ge=0)
     reservation_ttl_ms: int = Field(120_000, ge=0)
     symbol_cooldown_ms: int = Field(180_000, ge=0)
+    memory_horizon_ms: int = Field(86_400_000, ge=0)
+    max_event_skew_ms: int = Field(300_000, ge=0)
 
 
 class GovernorShellSettings(BaseModel):
@@ -46,10 +59,11 @@ class GovernorShellSettings(BaseModel):
         has (default 5).
     snapshot_every: commands between state snapshots (default 1000; a restart replays at
         most this many).
-    transactional_id: fixed per deployment (default "quantum-governor"); a second instance
-        with it fences the first.
-    group_id: the consumer group whose committed offset marks the decided prefix
-        (default "quantum-governor").
+    transactional_id: fixed per deployment; a second instance with it fences the first.
+        None (the default): `<topic prefix>quantum-governor`, so a demo or replay run under
+        its own prefix never fences the live governor on the same broker, nor it them.
+    group_id: the consumer group whose committed offset marks the decided prefix.
+        None (the default): `<topic prefix>quantum-governor`, for the same reason.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -57,8 +71,14 @@ class GovernorShellSettings(BaseModel):
     commands_per_transaction: int = Field(100, ge=1)
     max_batch_wait_ms: int = Field(5, ge=0)
     snapshot_every: int = Field(1000, ge=1)
-    transactional_id: str = "quantum-governor"
-    group_id: str = "quantum-governor"
+    transactional_id: str | None = None
+    group_id: str | None = None
+
+    def transactional_id_for(self, topic_prefix: str) -> str:
+        return self.transactional_id or f"{topic_prefix}{GOVERNOR_DEPLOYMENT_ID}"
+
+    def group_id_for(self, topic_prefix: str) -> str:
+        return self.group_id or f"{topic_prefix}{GOVERNOR_DEPLOYMENT_ID}"
 
 
 class GovernorSettings(RuntimeSettings, Protocol):

@@ -35,13 +35,34 @@ class ReleaseReason(StrEnum):
     ROTATED_OUT = "ROTATED_OUT"
 
 
+class SlotState(StrEnum):
+    """Where one intent is in its lifecycle (docs/governor.md draws the machine).
+
+    WAITING -> RESERVED -> OPEN -> CLOSED is the happy path; DENIED, EXPIRED and
+    REJECTED end it early. RESERVED and OPEN hold a slot; the others hold none.
+    Ended states are remembered for `memory_horizon_ms` of event time, so a fill or
+    release redelivered under a new command id is still recognised.
+    """
+
+    WAITING = "WAITING"  # a request waiting for a rotated-out position's slot
+    RESERVED = "RESERVED"  # granted, order not filled yet: holds a slot
+    OPEN = "OPEN"  # filled: a position on the exchange, holds a slot
+    CLOSED = "CLOSED"  # the position was closed (POSITION_CLOSED / ROTATED_OUT)
+    DENIED = "DENIED"  # the request was denied (or withdrawn): no order was ever sent
+    EXPIRED = "EXPIRED"  # the reservation outlived reservation_ttl_ms; its order may still fill
+    REJECTED = "REJECTED"  # the order ended unfilled, or its fill found no room or a held symbol
+
+
 class DenyReason(StrEnum):
-    LIMIT_FULL = "LIMIT_FULL"  # open + reserved at the hard cap
+    LIMIT_FULL = "LIMIT_FULL"  # open + reserved at (or above) the hard cap
     REGIME_SLOTS_FULL = "REGIME_SLOTS_FULL"  # at the regime's active slots, no rotation possible
     HALTED = "HALTED"
     DUPLICATE_SYMBOL = "DUPLICATE_SYMBOL"  # symbol already open, reserved or waiting on a rotation
     COOLDOWN = "COOLDOWN"  # symbol released less than symbol_cooldown_ms ago
     ROTATION_TIMEOUT = "ROTATION_TIMEOUT"  # the rotated-out position's release never came
+    ROTATION_PENDING = "ROTATION_PENDING"  # strong enough to rotate, but one rotation is pending
+    WITHDRAWN = "WITHDRAWN"  # a release of the waiting request's own intent withdrew it
+    DUPLICATE_INTENT = "DUPLICATE_INTENT"  # the intent is already known (a fill came first)
 
 
 class DecisionKind(StrEnum):
@@ -52,10 +73,13 @@ class DecisionKind(StrEnum):
     FILLED = "FILLED"  # a reservation became an open position
     FILL_REJECTED = "FILL_REJECTED"  # a fill for no live reservation and no room: close it at once
     RELEASED = "RELEASED"  # a slot was freed
-    RELEASE_IGNORED = "RELEASE_IGNORED"  # release for no known slot: recorded, not applied
+    RELEASE_IGNORED = "RELEASE_IGNORED"  # release that matches no slot: recorded, frees nothing
     REGIME_CHANGED = "REGIME_CHANGED"
     HALTED = "HALTED"
     RESUMED = "RESUMED"
+    FILL_IGNORED = "FILL_IGNORED"  # a fill for an intent already CLOSED or REJECTED: no position
+    FILL_SYMBOL_HELD = "FILL_SYMBOL_HELD"  # a late fill on a symbol another intent holds: reduce it
+    CONFIG_CHANGED = "CONFIG_CHANGED"  # restarted with other limits; the first decision after
 
 
 FINAL_KINDS = frozenset({DecisionKind.GRANTED, DecisionKind.DENIED})
@@ -89,7 +113,11 @@ class SlotFilled:
 
 @dataclass(frozen=True, slots=True)
 class SlotRelease:
-    """Free a slot, found by `intent_id` if given, else by `symbol`."""
+    """Free a slot, found by `intent_id` if given, else by `symbol`.
+
+    The project's own services always name the intent; a release by symbol is for outside
+    sources and frees only what its reason refers to (docs/governor.md, rule 7).
+    """
 
     command_id: str
     symbol: str

@@ -17,7 +17,8 @@ transaction) the core is rebuilt from the last committed snapshot plus a
 replay of the committed portfolio prefix through the same pure core, which
 yields exactly the state that produced the committed decisions.
 
-Fencing: every instance uses the same transactional.id; `init_transactions`
+Fencing: every instance of a deployment uses the same transactional.id (derived from
+the topic prefix, so runs under other prefixes never fence it); `init_transactions`
 of a newer instance bumps the producer epoch, aborts the older one's open
 transaction, and makes every later produce or commit of the older instance
 fail with a fatal fenced error. The older instance then exits (exit code 3)
@@ -26,6 +27,7 @@ without having committed anything after the newer one started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -45,7 +47,7 @@ from confluent_kafka import (
 from agents.governor.codec import DECISION_SCHEMA, decision_to_avro
 from agents.governor.config import GovernorSettings
 from agents.governor.core import GovernorCore
-from agents.governor.io import decode_command
+from agents.governor.io import decode_command, record_timestamp
 from agents.governor.model import Command, Decision
 from quantum.dlq import DLQ_SCHEMA, dead_letter_value
 from quantum.errors import PoisonRecord
@@ -98,6 +100,9 @@ class GovernorShell:
         self.decisions_topic = settings.topic(PORTFOLIO_DECISIONS)
         self.snapshots_topic = settings.topic(GOVERNOR_SNAPSHOTS)
         self.dlq = dlq_topic(self.portfolio)
+        prefix = settings.kafka.topic_prefix
+        self.transactional_id = self.shell.transactional_id_for(prefix)
+        self.group_id = self.shell.group_id_for(prefix)
         self.stats = BatchStats()  # committed work only
         self._pending = BatchStats()  # the open transaction's
         self.core = GovernorCore(settings.governor)
@@ -107,7 +112,7 @@ class GovernorShell:
         self.producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
-                "transactional.id": self.shell.transactional_id,
+                "transactional.id": self.transactional_id,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 1,
@@ -121,7 +126,7 @@ class GovernorShell:
         self.consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
-                "group.id": self.shell.group_id,
+                "group.id": self.group_id,
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "earliest",
@@ -148,15 +153,33 @@ class GovernorShell:
     def _restore(self) -> None:
         committed = self._committed_offset()
         snapshot = self._latest_snapshot()
+        config = self.settings.governor
+        then = None
         if snapshot is not None and snapshot["input_offset"] <= committed:
-            self.core = GovernorCore.from_snapshot(self.settings.governor, snapshot["core"])
+            # Replay under the config the committed decisions were made with; then switch,
+            # and the core announces other limits once (CONFIG_CHANGED) in the live log.
+            then = GovernorCore.snapshot_config(snapshot["core"]) or config
+            self.core = GovernorCore.from_snapshot(then, snapshot["core"])
             start = snapshot["input_offset"]
         else:
-            self.core = GovernorCore(self.settings.governor)
+            self.core = GovernorCore(config)
             start = 0
         replayed = self._replay(start, committed)
+        self.core.reconfigure(config)
+        # With no snapshot, or other limits than the snapshot's, write one in the first
+        # transaction: it then commits together with the CONFIG_CHANGED, so a crash after
+        # it never replays under the old limits and announces them a second time.
+        fresh_snapshot = then != config
+        if self.core.occupied > config.max_open_positions:
+            log.warning(
+                "%s: restored occupancy %d is above max_open_positions=%d; new entries are "
+                "denied until it is under (announced as CONFIG_CHANGED)",
+                self.instance,
+                self.core.occupied,
+                config.max_open_positions,
+            )
         self._next_offset = committed
-        self._since_snapshot = replayed
+        self._since_snapshot = self.shell.snapshot_every if fresh_snapshot else replayed
         self.consumer.assign([TopicPartition(self.portfolio, 0, committed)])
         log.info(
             "%s restored: snapshot@%s, replayed %d commands, resuming at offset %d "
@@ -189,7 +212,10 @@ class GovernorShell:
         for msg in self._read(self.portfolio, start, end):
             command = self._decode_or_none(msg)
             if command is not None:
-                self.core.handle(command)
+                # A command the core refused was dead-lettered when first decided; it
+                # changed nothing then, and changes nothing now.
+                with contextlib.suppress(PoisonRecord):
+                    self.core.handle(command)
             count += 1
         return count
 
@@ -198,7 +224,7 @@ class GovernorShell:
             self.settings.kafka.bootstrap,
             topic,
             {0: (start, end)},
-            group_id=f"{self.shell.group_id}-restore",
+            group_id=f"{self.group_id}-restore",
         )
 
     # ------------------------------------------------------------------ the loop
@@ -271,13 +297,24 @@ class GovernorShell:
         self._pending.commands += 1
         if command is None:
             return
-        for decision in self.core.handle(command):
+        try:
+            decisions = self.core.handle(command)
+        except PoisonRecord as exc:  # e.g. SYMBOL_MISMATCH: the core changed nothing
+            self._produce_dead_letter(msg, exc)
+            return
+        for decision in decisions:
             self._produce_decision(decision, msg.offset())
 
     def _decode_or_none(self, msg: Message, *, route_to_dlq: bool = False) -> Command | None:
         """A poison command is dead-lettered (in the same transaction) and yields None."""
         try:
-            return decode_command(self.serde, self.portfolio, msg.value() or b"")
+            return decode_command(
+                self.serde,
+                self.portfolio,
+                msg.value() or b"",
+                record_timestamp_ms=record_timestamp(msg),
+                max_event_skew_ms=self.core.config.max_event_skew_ms,  # replay: as decided
+            )
         except PoisonRecord as exc:
             if route_to_dlq:
                 self._produce_dead_letter(msg, exc)

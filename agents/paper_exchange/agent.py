@@ -2,9 +2,11 @@
 
 One instance over every partition of both topics: the exchange is one account (its
 wallet and margin checks span every symbol), so it runs as one stateful agent
-(agents/stateful.py). The exchange, its open orders and its clock are the table's
-snapshot; the finished orders it remembers (to answer a resent client order id) are items
-of their own, so a bar does not rewrite the whole memory. In a lock-step replay the bars
+(agents/stateful.py) whose state is in parts: `venue` (the exchange, its open orders,
+who holds each position, its clock), rewritten after every record, and one part per
+finished order it remembers (`o:<client order id>`, to answer a resent id), written when
+the order finishes and before `venue`, so a bar does not rewrite the whole memory and any
+prefix of a record's part writes is a state the core continues from. In a lock-step replay the bars
 of a step reach it on market.ticks before the orders they cause are placed, so a market
 order fills at the next bar's open, as docs/paper-exchange.md says.
 """
@@ -23,9 +25,12 @@ from quantum.end_of_stream import EndOfStream
 from quantum.marketdata import Kline
 from topologies.declaration import EXECUTION_RESULTS, MARKET_TICKS, ORDERS
 
+VENUE_PART = "venue"
+ORDER_PART = "o:"
+
 
 class VenueProcessor:
-    """Records in, reports out; the core's memory changes become table items."""
+    """Records in, reports out; the core's memory changes become table parts."""
 
     def __init__(self, core: VenueCore) -> None:
         self.core = core
@@ -43,20 +48,28 @@ class VenueProcessor:
     def snapshot(self) -> dict[str, Any]:
         return self.core.snapshot()
 
-    def take_changes(self) -> dict[str, Any | None]:
-        return {
-            coid: None if known is None else known_to_json(known)
+    def dirty_parts(self) -> dict[str, Any]:
+        """Finished orders remembered or forgotten (None), then the venue itself."""
+        parts: dict[str, Any] = {
+            ORDER_PART + coid: None if known is None else known_to_json(known)
             for coid, known in self.core.take_changes().items()
         }
+        parts[VENUE_PART] = self.core.snapshot()
+        return parts
+
+
+def make_processor(
+    rules: ExchangeRules, config: PaperVenueConfig, parts: dict[str, Any] | None
+) -> VenueProcessor:
+    """The processor a table's parts describe (None: a first start)."""
+    parts = parts or {}
+    finished = [known_from_json(v) for k, v in parts.items() if k.startswith(ORDER_PART)]
+    return VenueProcessor(VenueCore.restore(rules, config, parts.get(VENUE_PART), finished))
 
 
 def register(ctx: AgentContext) -> None:
     config: PaperVenueConfig = ctx.config or PaperVenueConfig()
     rules = ExchangeRules.bundled()
-
-    def make(snapshot: dict[str, Any] | None, items: dict[str, Any]) -> VenueProcessor:
-        finished = [known_from_json(v) for v in items.values()]
-        return VenueProcessor(VenueCore.restore(rules, config, snapshot, finished))
 
     register_stateful(
         ctx,
@@ -64,6 +77,6 @@ def register(ctx: AgentContext) -> None:
             # execution.results has no end-of-stream field: the marker stops here
             inputs={ORDERS: False, MARKET_TICKS: True},
             outputs=(),
-            make_keyed=make,
+            make=lambda parts: make_processor(rules, config, parts),
         ),
     )

@@ -3,9 +3,9 @@ SlotRelease(POSITION_CLOSED | ROTATED_OUT).
 
 One instance over every partition (agents/stateful.py). Each symbol's book
 (`SymbolBook`: the position, the fills applied, the trades closed within the dedup
-horizon) is a table item of its own, rewritten only when a report changed it; a bar only
-marks the open position, so the marks are kept in the small snapshot and laid over the
-books again on a restart. For each report the outputs go out in this order: the
+horizon) is a table part of its own (`b:<symbol>`), rewritten only when a report changed
+it; a bar only marks the open position, so the marks are one small part (`marks`) laid
+over the books again on a restart. For each report the outputs go out in this order: the
 position (compacted topic, key symbol), the closed trade if it closed one, then its
 release on the portfolio topic (command id `<intent>:release:<reason>`, which the
 governor deduplicates). The position record carries the isolated liquidation price from
@@ -37,25 +37,28 @@ from quantum.schemas import parse_decimal
 from topologies.declaration import EXECUTION_RESULTS, MARKET_TICKS, PORTFOLIO, POSITIONS, TRADES
 
 PORTFOLIO_KEY = b"portfolio"
+BOOK_PART = "b:"
+MARKS_PART = "marks"
 
 
 class PositionsProcessor:
-    """The positions core over one book per symbol; books are the table's items."""
+    """The positions core over one book per symbol; books are the table's parts."""
 
     def __init__(
         self,
         core: PositionsCore,
         books: dict[str, SymbolBook],
-        snapshot: dict[str, Any] | None,
+        marks: dict[str, Any] | None,
     ) -> None:
         self.core = core
         self.books = books
         self.marks: dict[str, tuple[Decimal, int]] = {}
         self._changes: dict[str, Any | None] = {}
-        for symbol, (price, at) in (snapshot or {}).get("marks", {}).items():
+        for symbol, (price, at) in (marks or {}).items():
             book = books.get(symbol)
             if book is not None:
                 self._mark(symbol, Decimal(price), int(at), book)
+        self._marks_written = dict(self.marks)
 
     def on_record(self, record: Record) -> list[Out]:
         v = record.value
@@ -92,11 +95,16 @@ class PositionsProcessor:
         return []
 
     def snapshot(self) -> dict[str, Any]:
-        return {"marks": {s: [str(p), t] for s, (p, t) in sorted(self.marks.items())}}
+        return {s: [str(p), t] for s, (p, t) in sorted(self.marks.items())}
 
-    def take_changes(self) -> dict[str, Any | None]:
-        changes, self._changes = self._changes, {}
-        return changes
+    def dirty_parts(self) -> dict[str, Any]:
+        """The books a report changed, then the marks when they moved."""
+        parts: dict[str, Any] = {BOOK_PART + k: v for k, v in self._changes.items()}
+        self._changes = {}
+        if self.marks != self._marks_written:
+            parts[MARKS_PART] = self.snapshot()
+            self._marks_written = dict(self.marks)
+        return parts
 
 
 def _outs(step: PositionStep) -> list[Out]:
@@ -110,13 +118,20 @@ def _outs(step: PositionStep) -> list[Out]:
     return outs
 
 
+def processor_from_parts(core: PositionsCore, parts: dict[str, Any]) -> PositionsProcessor:
+    """The processor a table's parts describe: its books and the last marks."""
+    books = {
+        k[len(BOOK_PART) :]: book_from_json(v) for k, v in parts.items() if k.startswith(BOOK_PART)
+    }
+    return PositionsProcessor(core, books, parts.get(MARKS_PART))
+
+
 def register(ctx: AgentContext) -> None:
     config: PositionsConfig = ctx.config or PositionsConfig()
     core = PositionsCore(config, liquidation_from_rules(ExchangeRules.bundled()))
 
-    def make(snapshot: dict[str, Any] | None, items: dict[str, Any]) -> PositionsProcessor:
-        books = {symbol: book_from_json(v) for symbol, v in items.items()}
-        return PositionsProcessor(core, books, snapshot)
+    def make(parts: dict[str, Any] | None) -> PositionsProcessor:
+        return processor_from_parts(core, parts or {})
 
     register_stateful(
         ctx,
@@ -124,7 +139,7 @@ def register(ctx: AgentContext) -> None:
             # positions and trades have no end-of-stream field: the marker stops here
             inputs={EXECUTION_RESULTS: False, MARKET_TICKS: True},
             outputs=(),
-            make_keyed=make,
+            make=make,
             schemas={PORTFOLIO: COMMAND_SCHEMA},
         ),
     )

@@ -146,9 +146,11 @@ def test_governor_survives_sigkills_and_a_second_instance(
     _wait_caught_up(settings)
     responder.send_signal(signal.SIGTERM)
     assert responder.wait(timeout=60) == 0, f"responder failed; see {logs}"
-    # Far-future event time: every reservation expires, every rotation wait ends.
+    # An event time past every TTL and rotation timeout (5 s here): every reservation
+    # expires, every rotation wait ends. Within the governor's max_event_skew_ms (5 min)
+    # of the record timestamp, or it would be dead-lettered as EVENT_TIME_SKEW.
     sender = CommandSender(settings)
-    sender.send(Clock("final-clock", int(time.time() * 1000) + 86_400_000))
+    sender.send(Clock("final-clock", int(time.time() * 1000) + 60_000))
     sender.flush()
     _wait_caught_up(settings)
     governor.send_signal(signal.SIGTERM)

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from agents.governor.audit import audit_decisions
-from agents.governor.io import CommandSender, read_decisions
+from agents.governor.io import CommandSender, governor_group_id, read_decisions
 from agents.governor.model import DecisionKind, Side, SlotRequest
 from exchange.rules import ExchangeRules
 from quantum.app.backtest.run import WorkerProcess
@@ -119,8 +119,6 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
         "QT_GOVERNOR__ACTIVE_SLOTS_BASE": str(CAP),
         # no reservation may lapse while execution is down (the feed waits meanwhile)
         "QT_GOVERNOR__RESERVATION_TTL_MS": str(3_600_000),
-        "QT_GOVERNOR_SHELL__TRANSACTIONAL_ID": f"{prefix}gov",
-        "QT_GOVERNOR_SHELL__GROUP_ID": f"{prefix}gov",
         # a killed member leaves the group after 6 s (the broker's minimum), not Faust's 60
         "BROKER_SESSION_TIMEOUT": "6",
         "BROKER_HEARTBEAT_INTERVAL": "1",
@@ -134,7 +132,8 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
     quiet = Quiescence(
         settings.kafka.bootstrap,
         [
-            Reader(f"{prefix}gov", (settings.topic(PORTFOLIO),)),
+            # the governor's transactional id and group derive from the topic prefix
+            Reader(governor_group_id(settings), (settings.topic(PORTFOLIO),)),
             Reader(
                 f"{prefix}venue",
                 tuple(map(settings.topic, (ORDERS, MARKET_TICKS, EXECUTION_RESULTS))),

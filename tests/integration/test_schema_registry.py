@@ -193,3 +193,26 @@ def test_cli_unknown_topic_is_a_user_error(reg_settings: Settings) -> None:
 
     with pytest.raises(CliError, match=r"no\.such\.topic"):
         schema_cli._check(argparse.Namespace(topic=["no.such.topic"], verbose=False), reg_settings)
+
+
+def test_the_governors_new_enum_symbols_are_backward_compatible(reg_settings: Settings) -> None:
+    """Issue 7 appended decision kinds and deny reasons; the schema before them (the same
+    file with those symbols taken out) is registered first, as on a running deployment."""
+    added = {
+        "DecisionKind": ["FILL_IGNORED", "FILL_SYMBOL_HELD", "CONFIG_CHANGED"],
+        "DenyReason": ["ROTATION_PENDING", "WITHDRAWN", "DUPLICATE_INTENT"],
+    }
+    before = schemas.load_schema("portfolio.decisions.avsc")
+    before = json.loads(json.dumps(before))  # a copy
+    for field in before["fields"]:
+        for t in field["type"] if isinstance(field["type"], list) else [field["type"]]:
+            if isinstance(t, dict) and t.get("name") in added:
+                assert t["symbols"][-3:] == added[t["name"]]  # appended, never inserted
+                t["symbols"] = t["symbols"][:-3]
+    client = schema_tool.client_for(reg_settings)
+    subject = f"{reg_settings.topic('portfolio.decisions')}-value"
+    client.register_schema(subject, Schema(json.dumps(before), "AVRO"))
+    [result] = schema_tool.check(reg_settings, topics=["portfolio.decisions"])
+    assert result.status == "ok", result.message
+    [diffed] = schema_tool.diff(reg_settings, topics=["portfolio.decisions"])
+    assert not any("breaks BACKWARD" in str(c) for c in diffed.changes), diffed.changes

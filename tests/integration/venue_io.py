@@ -3,7 +3,6 @@ records of each input topic, a producer that waits for delivery, and whole-topic
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -196,13 +195,7 @@ def settle(
 ) -> float:
     """Wait until every reader caught up (`Quiescence`); fail at once, with the worker's
     log, if a worker that should be running died. Returns the seconds waited."""
-    start = time.monotonic()
-    while True:
-        try:
-            quiet.wait(2.0)
-            return time.monotonic() - start
-        except TimeoutError as exc:
-            if not alive():
-                raise AssertionError(f"a worker died: {log.read_text()[-4000:]}") from exc
-            if time.monotonic() - start > timeout_s:
-                raise AssertionError(f"{exc}\n{log.read_text()[-4000:]}") from exc
+    try:
+        return quiet.wait(timeout_s, failed=lambda: None if alive() else "a worker died")
+    except (TimeoutError, RuntimeError) as exc:
+        raise AssertionError(f"{exc}\n{log.read_text()[-4000:]}") from exc

@@ -84,3 +84,20 @@ def test_the_kit_reads_its_own_sections_and_the_app_adds_the_agents(
     s = Settings()
     assert issubclass(Settings, KitSettings)
     assert (s.topic("x"), s.clock.every_ms, s.governor.max_open_positions) == ("k.x", 60_000, 10)
+
+
+def test_governor_deployment_ids_derive_from_the_topic_prefix() -> None:
+    """A demo or replay run under its own prefix must never fence the live governor."""
+    live = Settings(kafka={"topic_prefix": ""}, governor_shell={})
+    demo = live.with_prefix("demo-1a2b.")
+    ids = {
+        (s.governor_shell.transactional_id_for(p), s.governor_shell.group_id_for(p))
+        for s in (live, demo)
+        for p in (s.kafka.topic_prefix,)
+    }
+    assert ids == {
+        ("quantum-governor", "quantum-governor"),
+        ("demo-1a2b.quantum-governor", "demo-1a2b.quantum-governor"),
+    }
+    pinned = demo.governor_shell.model_copy(update={"transactional_id": "x", "group_id": "y"})
+    assert (pinned.transactional_id_for("demo."), pinned.group_id_for("demo.")) == ("x", "y")

@@ -199,7 +199,7 @@ def test_a_broken_marker_is_a_poison_record() -> None:
     with pytest.raises(InvalidRecord, match="end_of_stream"):
         validate("market.ticks.avsc", value)
     with pytest.raises(ValueError, match="no 'end_of_stream'"):
-        marker_record("ai.signals.avsc", EndOfStream.origin("replay", 1))
+        marker_record("portfolio.avsc", EndOfStream.origin("replay", 1))
 
 
 def test_an_ordinary_kline_is_still_fully_checked() -> None:

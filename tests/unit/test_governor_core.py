@@ -23,6 +23,7 @@ from agents.governor.model import (
     SlotFilled,
     SlotRelease,
     SlotRequest,
+    SlotState,
 )
 
 K = DecisionKind
@@ -95,7 +96,7 @@ def test_rotation_end_to_end_grants_only_after_the_release() -> None:
     assert (d.open_after, d.reserved_after) == (4, 0)  # the waiting request holds nothing
     # a second strong request cannot start a parallel rotation (the audit's bug)
     d = only(core.handle(req("new2", "NEW2", score=0.99, t=11)))
-    assert (d.kind, d.deny_reason) == (K.DENIED, DenyReason.REGIME_SLOTS_FULL)
+    assert (d.kind, d.deny_reason) == (K.DENIED, DenyReason.ROTATION_PENDING)
     # a request for the waiting symbol is a duplicate
     d = only(core.handle(req("new3", "NEW", score=0.99, t=11)))
     assert d.deny_reason is DenyReason.DUPLICATE_SYMBOL
@@ -226,7 +227,7 @@ def test_late_fill_is_admitted_below_the_cap_and_rejected_at_it() -> None:
     core.handle(req("i1", "BTC", t=0))
     assert only(core.handle(Clock("t", 20))).kind is K.EXPIRED
     d = only(core.handle(fill("i1", "BTC", t=21)))  # the expired order filled after all
-    assert (d.kind, d.open_after, d.side, d.score) == (K.FILLED, 1, None, None)
+    assert (d.kind, d.open_after, d.side, d.score) == (K.FILLED, 1, Side.LONG, 0.6)
     d = only(core.handle(SlotFilled("f2", "ghost", "ETH", 22)))  # unknown intent, room left
     assert (d.kind, d.open_after) == (K.FILLED, 2)
     d = only(core.handle(SlotFilled("f3", "ghost2", "SOL", 23)))  # at the cap
@@ -284,9 +285,85 @@ def test_snapshot_is_json_and_restores_to_identical_behaviour() -> None:
     core.handle(req("w", "W", score=0.9, t=2))  # rotation pending
     core.handle(Halt("h", "x", 3))
     snap = json.loads(json.dumps(core.to_snapshot()))
-    assert snap["v"] == 1
+    assert snap["v"] == 2
     twin = GovernorCore.from_snapshot(cfg, snap)
     tail = [Resume("res", 4), release("a", "A", t=5), Clock("c", 900), req("r", "R", t=901)]
     assert [core.handle(c) for c in tail] == [twin.handle(c) for c in tail]
     with pytest.raises(ValueError):
-        GovernorCore.from_snapshot(cfg, {**snap, "v": 2})
+        GovernorCore.from_snapshot(cfg, {**snap, "v": 3})
+
+
+def test_a_version_1_snapshot_restores_with_every_old_id_deduplicated() -> None:
+    """What the core before the intent state machine wrote (commit 6d28e54)."""
+    v1 = {
+        "v": 1,
+        "now_ms": 50,
+        "regime": "BASE",
+        "halted": False,
+        "slots": [
+            {
+                "intent_id": "a",
+                "symbol": "A",
+                "side": "LONG",
+                "notional": "100",
+                "score": 0.5,
+                "state": "OPEN",
+                "granted_at": 0,
+                "closing": True,
+            },
+            {
+                "intent_id": "b",
+                "symbol": "B",
+                "side": "LONG",
+                "notional": "100",
+                "score": 0.9,
+                "state": "OPEN",
+                "granted_at": 0,
+                "closing": False,
+            },
+            {
+                "intent_id": "late",
+                "symbol": "L",
+                "side": None,
+                "notional": None,
+                "score": None,
+                "state": "OPEN",
+                "granted_at": 3,
+                "closing": False,
+            },
+            {
+                "intent_id": "r",
+                "symbol": "R",
+                "side": "SHORT",
+                "notional": "7.5",
+                "score": 0.9,
+                "state": "RESERVED",
+                "granted_at": 40,
+                "closing": False,
+            },
+        ],
+        "rotation": {
+            "request": {
+                "intent_id": "w",
+                "symbol": "W",
+                "side": "LONG",
+                "notional": "1",
+                "score": 0.9,
+                "event_time_ms": 45,
+            },
+            "out_intent_id": "a",
+            "started_at": 45,
+        },
+        "cooldown": [["C", 30]],
+        "handled": ["a", "fill-a", "b", "fill-b", "fill-late", "r", "w", "clock-1"],
+        "repeats": {"clock-1": 2},
+    }
+    core = GovernorCore.from_snapshot(CFG, json.loads(json.dumps(v1)))
+    assert (core.open_count, core.reserved_count, core.pending_rotation) == (3, 1, ("w", "a"))
+    assert core.slot_state("w") is SlotState.WAITING
+    assert core.handle(Clock("clock-1", 60)) == []  # handled before: nothing
+    assert core.handle(req("r", "R", t=61)) == []  # a request id, old: still a duplicate
+    d = only(core.handle(req("c2", "C", t=62)))
+    assert d.deny_reason is DenyReason.COOLDOWN
+    released, granted = core.handle(release("a", "A", ReleaseReason.ROTATED_OUT, t=63))
+    assert (released.kind, granted.kind, granted.intent_id) == (K.RELEASED, K.GRANTED, "w")

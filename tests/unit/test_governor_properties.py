@@ -11,6 +11,7 @@ import dataclasses
 import json
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,39 +33,56 @@ from agents.governor.model import (
     SlotFilled,
     SlotRelease,
     SlotRequest,
+    SlotState,
 )
+from quantum.errors import InvalidRecord
 
 SYMBOLS = ("A", "B", "C", "D", "E")
 FAR_FUTURE = 10**12
 
-configs = st.builds(
-    GovernorConfig,
-    max_open_positions=st.integers(1, 5),
-    active_slots_base=st.integers(0, 6),
-    active_slots_trend_strong=st.integers(0, 6),
-    active_slots_chop=st.integers(0, 6),
-    rotation_threshold=st.sampled_from([0.0, 0.1, 0.3]),
-    rotation_timeout_ms=st.sampled_from([0, 5, 50, 500, 10_000]),
-    reservation_ttl_ms=st.sampled_from([0, 5, 50, 500, 10_000]),
-    symbol_cooldown_ms=st.sampled_from([0, 50, 500, 5000]),
-)
+FOREVER = 10**15  # a memory horizon no scenario outlives: dedup and finals hold for the run
+
+
+def configs(horizons: tuple[int, ...] = (FOREVER,)) -> st.SearchStrategy[GovernorConfig]:
+    return st.builds(
+        GovernorConfig,
+        max_open_positions=st.integers(1, 5),
+        active_slots_base=st.integers(0, 6),
+        active_slots_trend_strong=st.integers(0, 6),
+        active_slots_chop=st.integers(0, 6),
+        rotation_threshold=st.sampled_from([0.0, 0.1, 0.15, 0.3]),
+        rotation_timeout_ms=st.sampled_from([0, 5, 50, 500, 10_000]),
+        reservation_ttl_ms=st.sampled_from([0, 5, 50, 500, 10_000]),
+        symbol_cooldown_ms=st.sampled_from([0, 50, 500, 5000]),
+        memory_horizon_ms=st.sampled_from(horizons),
+    )
+
 
 # Weighted by repetition: mostly requests and fills, so books fill up and rotate;
-# resumes outnumber halts so the governor is not halted half of the time.
-OPS = ("request",) * 5 + ("fill",) * 4 + ("release",) * 3
+# resumes outnumber halts so the governor is not halted half of the time. `refill` and
+# `reclose` re-send a fill or release of a recent intent under a new command id (a
+# redelivery, or a late report overtaken by another); `duplicate` re-sends a command as is.
+OPS = ("request",) * 5 + ("fill",) * 4 + ("release",) * 3 + ("refill", "reclose") * 2
 OPS += ("regime", "halt", "resume", "resume", "clock", "duplicate")
 # Mostly small steps (so TTLs, timeouts and cooldowns matter), now and then a huge jump.
 STEPS = (0, 0, 1, 3, 10, 30, 100, 300, 1000, 10**7)
+SCORES = (0.1, 0.3, 0.45, 0.5, 0.55, 0.6, 0.7, 0.9)  # differences of exactly 0.15 included
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[GovernorConfig, list[Command], set[int]]:
-    """A config, a command sequence, and the positions of exact duplicates in it."""
-    cfg = draw(configs)
+def scenarios(
+    draw: st.DrawFn, horizons: tuple[int, ...] = (FOREVER,)
+) -> tuple[GovernorConfig, list[Command], set[int]]:
+    """A config, a command sequence, and the positions of exact duplicates in it.
+
+    Fills and releases by intent name the intent's own symbol (a mismatch is poison, tested
+    on its own); fills of unknown intents and releases by symbol pick any symbol."""
+    cfg = draw(configs(horizons))
     n = draw(st.integers(1, 60))
     t = 0
     commands: list[Command] = []
     duplicates: set[int] = set()
+    symbol_of: dict[str, str] = {}  # requested intent -> its symbol
     intents: list[str] = []
     for k in range(n):
         t += draw(st.sampled_from(STEPS))
@@ -75,27 +93,38 @@ def scenarios(draw: st.DrawFn) -> tuple[GovernorConfig, list[Command], set[int]]
             duplicates.add(len(commands))
             commands.append(draw(st.sampled_from(commands)))
             continue
+        if op in ("refill", "reclose") and not intents:
+            op = "request"
         if op in ("request", "duplicate"):
             intent = f"i{k}"
+            symbol = draw(st.sampled_from(SYMBOLS))
             intents.append(intent)
-            score = draw(st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9]))
+            symbol_of[intent] = symbol
             side = draw(st.sampled_from(list(Side)))
             cmd: Command = SlotRequest(
-                intent, draw(st.sampled_from(SYMBOLS)), side, Decimal("10.5"), score, at
+                intent, symbol, side, Decimal("10.5"), draw(st.sampled_from(SCORES)), at
             )
-        elif op == "fill":
-            known = intents and draw(st.integers(0, 3)) > 0
-            intent = draw(st.sampled_from(intents[-4:])) if known else f"u{k}"
-            cmd = SlotFilled(f"f{k}", intent, draw(st.sampled_from(SYMBOLS)), at)
-        elif op == "release":
-            how = draw(st.sampled_from(["intent", "intent", "symbol", "unknown"]))
-            intent_id = None
-            if how == "intent" and intents:
-                intent_id = draw(st.sampled_from(intents))
-            elif how == "unknown":
-                intent_id = f"u{k}"
+        elif op in ("fill", "refill"):
+            known = op == "refill" or (intents and draw(st.integers(0, 3)) > 0)
+            if known:
+                intent = draw(st.sampled_from(intents[-6:]))
+                cmd = SlotFilled(f"f{k}", intent, symbol_of[intent], at)
+            else:
+                cmd = SlotFilled(f"f{k}", f"u{k}", draw(st.sampled_from(SYMBOLS)), at)
+        elif op in ("release", "reclose"):
+            how = (
+                "intent"
+                if op == "reclose"
+                else draw(st.sampled_from(["intent", "intent", "symbol", "unknown"]))
+            )
             reason = draw(st.sampled_from(list(ReleaseReason)))
-            cmd = SlotRelease(f"r{k}", draw(st.sampled_from(SYMBOLS)), intent_id, reason, at)
+            if how == "intent" and intents:
+                intent = draw(st.sampled_from(intents))
+                cmd = SlotRelease(f"r{k}", symbol_of[intent], intent, reason, at)
+            else:
+                intent_id = f"u{k}" if how == "unknown" else None
+                symbol = draw(st.sampled_from(SYMBOLS))
+                cmd = SlotRelease(f"r{k}", symbol, intent_id, reason, at)
         elif op == "regime":
             cmd = SetRegime(f"g{k}", draw(st.sampled_from(list(Regime))), at)
         elif op == "halt":
@@ -106,6 +135,18 @@ def scenarios(draw: st.DrawFn) -> tuple[GovernorConfig, list[Command], set[int]]
             cmd = Clock(f"c{k}", at)
         commands.append(cmd)
     return cfg, commands, duplicates
+
+
+def check_book(core: GovernorCore) -> None:
+    """The count is the lifecycle: held slots are exactly the RESERVED and OPEN intents,
+    one per symbol, and a waiting request only waits while there is no room for it."""
+    states = list(core.intent_states().values())
+    assert core.open_count == states.count(SlotState.OPEN)
+    assert core.reserved_count == states.count(SlotState.RESERVED)
+    assert len(core.holders()) == core.occupied  # one slot per symbol
+    assert states.count(SlotState.WAITING) == (core.pending_rotation is not None)
+    if core.pending_rotation is not None:
+        assert core.halted or core.occupied >= core.active_slots()
 
 
 def run(cfg: GovernorConfig, commands: list[Command]) -> list[list[Decision]]:
@@ -152,6 +193,7 @@ def test_invariants_hold_after_every_decision(
             occupied_before = occupied
         assert core.occupied == occupied_before
         assert core.occupied <= cfg.max_open_positions
+        check_book(core)
     # the independent checker agrees (it recomputes occupancy from decision kinds)
     log = list(enumerate(flat(run(cfg, commands))))
     report = audit_decisions(log, max_open_positions=cfg.max_open_positions)
@@ -219,7 +261,7 @@ def test_two_runs_are_identical(scenario: tuple[GovernorConfig, list[Command], s
     assert run(cfg, commands) == run(cfg, commands)
 
 
-@given(configs, st.lists(st.sampled_from(SYMBOLS), min_size=1, max_size=40))
+@given(configs(), st.lists(st.sampled_from(SYMBOLS), min_size=1, max_size=40))
 @settings(max_examples=100)
 def test_a_burst_of_requests_never_grants_beyond_the_active_slots(
     cfg: GovernorConfig, symbols: list[str]
@@ -229,3 +271,58 @@ def test_a_burst_of_requests_never_grants_beyond_the_active_slots(
     for k, symbol in enumerate(symbols):
         core.handle(SlotRequest(f"i{k}", symbol, Side.LONG, Decimal(1), 0.99, 1000))
     assert core.occupied <= core.active_slots()
+
+
+@given(scenarios(horizons=(0, 20, 300, 5000)), st.data())
+def test_a_short_memory_keeps_the_book_true_and_the_state_bounded(
+    scenario: tuple[GovernorConfig, list[Command], set[int]], data: st.DataObject
+) -> None:
+    """Horizons far shorter than the scenario: ids and ended intents are forgotten mid-run,
+    so redeliveries after it count as new. The book must stay true all the same, restore
+    identically from any point, and remember nothing older than the horizon."""
+    cfg, commands, _ = scenario
+    core = GovernorCore(cfg)
+    split = data.draw(st.integers(0, len(commands)))
+    whole = run(cfg, commands)
+    got: list[list[Decision]] = []
+    for n, cmd in enumerate(commands):
+        if n == split:
+            core = GovernorCore.from_snapshot(cfg, json.loads(json.dumps(core.to_snapshot())))
+        got.append(core.handle(cmd))
+        for d in got[-1]:
+            assert d.open_after + d.reserved_after <= cfg.max_open_positions
+        check_book(core)
+        snap = core.to_snapshot()
+        oldest = core.now_ms - cfg.memory_horizon_ms
+        assert all(last >= oldest for _, _, _, last in snap["handled"])
+        ended = [row for row in snap["intents"] if row[2] not in ("RESERVED", "OPEN", "WAITING")]
+        assert all(since >= oldest for _, _, _, since, *_ in ended)
+    assert got == whole
+
+
+@given(scenarios(), st.data())
+def test_a_fill_or_release_naming_another_symbol_is_poison_and_changes_nothing(
+    scenario: tuple[GovernorConfig, list[Command], set[int]], data: st.DataObject
+) -> None:
+    cfg, commands, _ = scenario
+    core = GovernorCore(cfg)
+    for cmd in commands:
+        core.handle(cmd)
+    requests = [c for c in commands if isinstance(c, SlotRequest)]
+    if not requests:
+        return
+    target = data.draw(st.sampled_from(requests))
+    wrong = data.draw(st.sampled_from([s for s in SYMBOLS if s != target.symbol]))
+    bad = data.draw(
+        st.sampled_from(
+            [
+                SlotFilled("bad-fill", target.intent_id, wrong, FAR_FUTURE),
+                SlotRelease("bad-rel", wrong, target.intent_id, ReleaseReason.ROTATED_OUT, 1),
+            ]
+        )
+    )
+    before = core.to_snapshot()
+    with pytest.raises(InvalidRecord) as err:
+        core.handle(bad)
+    assert err.value.reason == "SYMBOL_MISMATCH"
+    assert core.to_snapshot() == before

@@ -190,3 +190,81 @@ def test_a_grant_while_halted_and_a_silent_regime_change_are_caught() -> None:
     report = audit_decisions(enumerate(log))
     assert report.first_violation is not None and report.first_violation.offset == 1
     assert "without a REGIME_CHANGED" in report.first_violation.message
+
+
+def test_a_log_of_the_new_lifecycle_kinds_passes() -> None:
+    """Late, overtaken and merged fills, withdrawn waits and a lower cap after a restart."""
+    cfg = GovernorConfig(max_open_positions=3, active_slots_base=3, reservation_ttl_ms=100)
+    core = GovernorCore(cfg)
+    commands = [
+        request("a", "A", 0.5),
+        SlotFilled("fa", "a", "A", 1),
+        request("b", "B", 0.9, t=2),
+        SlotFilled("fb", "b", "B", 2),
+        request("c", "C", 0.9, t=3),
+        SlotFilled("fc", "c", "C", 3),
+        request("w", "W", 0.9, t=4),  # rotates a out
+        request("w2", "W2", 0.95, t=5),  # ROTATION_PENDING
+        SlotRelease("rw", "W", "w", ReleaseReason.ORDER_REJECTED, 6),  # withdrawn
+        SlotRelease("ra", "A", "a", ReleaseReason.ROTATED_OUT, 7),
+        request("d", "D", 0.6, t=8),
+        Clock("tick", 200),  # d expires
+        request("d2", "D", 0.6, t=201),
+        SlotFilled("fd", "d", "D", 202),  # late fill on a held symbol
+        SlotRelease("rd2", "D", "d2", ReleaseReason.POSITION_CLOSED, 203),  # overtakes its fill
+        SlotFilled("fd2", "d2", "D", 204),  # FILL_IGNORED
+        SlotRelease("rb", "B", None, ReleaseReason.ORDER_REJECTED, 205),  # ignored: open
+    ]
+    log = [d for c in commands for d in core.handle(c)]
+    lower = GovernorCore.from_snapshot(
+        GovernorConfig(max_open_positions=1, active_slots_base=1), core.to_snapshot()
+    )
+    log += lower.handle(request("e", "E", 0.9, t=300))  # CONFIG_CHANGED, then LIMIT_FULL
+    log += lower.handle(SlotRelease("rc", "C", "c", ReleaseReason.POSITION_CLOSED, 301))
+    kinds = {d.kind for d in log}
+    assert {K.FILL_SYMBOL_HELD, K.FILL_IGNORED, K.CONFIG_CHANGED, K.RELEASE_IGNORED} <= kinds
+    report = audit_decisions(enumerate(log), max_open_positions=None)
+    assert report.ok, report.render()
+    assert (report.fills_symbol_held, report.fills_ignored, report.config_changes) == (1, 1, 1)
+    assert report.denials["WITHDRAWN"] == 1 and report.denials["ROTATION_PENDING"] == 1
+
+
+def test_two_slots_on_one_symbol_are_caught() -> None:
+    log = grants(1)
+    second = decision(1, K.GRANTED, "i1", 0, 2)
+    log.append(dataclasses.replace(second, symbol="S-i0"))
+    report = audit_decisions(enumerate(log))
+    assert report.first_violation is not None and report.first_violation.offset == 1
+    assert "takes S-i0, which i0 holds" in report.first_violation.message
+
+
+def test_an_order_reason_that_frees_an_open_position_is_caught() -> None:
+    log = [*grants(1), decision(1, K.FILLED, "i0", 1, 0)]
+    freed = decision(2, K.RELEASED, "i0", 0, 0)
+    log.append(dataclasses.replace(freed, release_reason=ReleaseReason.ORDER_REJECTED))
+    report = audit_decisions(enumerate(log))
+    assert report.first_violation is not None and report.first_violation.offset == 2
+    assert "ORDER_REJECTED freed i0, an open position" in report.first_violation.message
+
+
+def test_a_fill_ignored_or_called_held_that_is_not_is_caught() -> None:
+    ignored = [*grants(1), decision(1, K.FILL_IGNORED, "i0", 0, 1)]  # i0 holds a slot
+    report = audit_decisions(enumerate(ignored))
+    assert report.first_violation is not None and report.first_violation.offset == 1
+    held = [*grants(1), decision(1, K.FILL_SYMBOL_HELD, "x", 0, 1)]  # nobody holds S-x
+    report = audit_decisions(enumerate(held))
+    assert report.first_violation is not None and report.first_violation.offset == 1
+
+
+def test_a_cap_lowered_without_config_changed_or_an_over_cap_book_growing_is_caught() -> None:
+    log = grants(3)
+    log.append(decision(3, K.DENIED, "x", 0, 3, max_open=2, deny=DenyReason.LIMIT_FULL))
+    report = audit_decisions(enumerate(log))
+    assert report.first_violation is not None and report.first_violation.offset == 3
+    assert "without a CONFIG_CHANGED" in report.first_violation.message
+    announced = [*grants(3), decision(3, K.CONFIG_CHANGED, None, 0, 3, max_open=2)]
+    assert audit_decisions(enumerate(announced)).ok  # over the cap, but announced
+    grown = [*announced, decision(4, K.FILLED, "late", 1, 3, max_open=2)]
+    report = audit_decisions(enumerate(grown))
+    assert report.first_violation is not None and report.first_violation.offset == 4
+    assert "exceeds max_open_positions 2" in report.first_violation.message

@@ -57,6 +57,13 @@ def sample_records() -> dict[str, dict[str, Any]]:
             "confidence": 0.72,
             "model": "ema-cross@1",
             "price": "3120.5",
+            "probability": 0.72,
+            "raw_probability": 0.68,
+            "votes": [
+                {"model": "mlp", "direction": "LONG", "probability": 0.7, "weight": 1.0},
+                {"model": "momentum", "direction": "HOLD", "probability": 0.51, "weight": 0.5},
+            ],
+            "end_of_stream": None,
         },
         "trade.intents.avsc": {
             "intent_id": "int-1",

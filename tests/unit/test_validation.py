@@ -144,6 +144,21 @@ def test_confidence_range_and_finite() -> None:
         _fails("ai.signals.avsc", v)
 
 
+def test_signal_probabilities_and_votes() -> None:
+    for field in ("probability", "raw_probability"):
+        for bad in (1.01, -0.5, float("nan")):
+            v = sample_records()["ai.signals.avsc"]
+            v[field] = bad
+            assert f"'{field}'" in _fails("ai.signals.avsc", v)
+    for key, bad in (("probability", 2.0), ("probability", float("inf")), ("weight", 0.0)):
+        v = sample_records()["ai.signals.avsc"]
+        v["votes"][1][key] = bad
+        assert f"'votes[1].{key}'" in _fails("ai.signals.avsc", v)
+    v = sample_records()["ai.signals.avsc"]
+    v["votes"][0]["model"] = ""
+    assert "'votes[0].model'" in _fails("ai.signals.avsc", v)
+
+
 def test_order_rules() -> None:
     v = sample_records()["orders.avsc"]
     v["client_order_id"] = "has space"

@@ -20,7 +20,11 @@ from typing import Any
 import fastavro
 import pytest
 
-from agents.execution.agent import ExecutionProcessor, decision_from_record
+from agents.execution.agent import (
+    ExecutionProcessor,
+    decision_from_record,
+)
+from agents.execution.agent import processor_from_parts as execution_from_parts
 from agents.execution.codec import entry_from_avro
 from agents.execution.config import ExecutionConfig
 from agents.execution.core import ExecutionCore
@@ -28,10 +32,11 @@ from agents.execution.ledger import Ledger
 from agents.execution.model import UnknownDecisionKind
 from agents.governor.codec import COMMAND_SCHEMA, command_from_avro
 from agents.governor.model import DecisionKind, ReleaseReason, Side, SlotFilled, SlotRelease
-from agents.paper_exchange.agent import VenueProcessor
-from agents.paper_exchange.core import VenueCore, known_from_json
+from agents.paper_exchange.agent import VenueProcessor, make_processor
+from agents.paper_exchange.config import PaperVenueConfig
+from agents.paper_exchange.core import VenueCore
 from agents.positions.agent import PositionsProcessor
-from agents.positions.codec import book_from_json
+from agents.positions.agent import processor_from_parts as positions_from_parts
 from agents.positions.core import PositionsCore
 from agents.positions.liquidation import liquidation_from_rules
 from agents.stateful import Out, Record
@@ -83,8 +88,20 @@ class Bus:
     positions: PositionsProcessor
     log: list[Out] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
-    exec_items: dict[str, Any] = field(default_factory=dict)
-    pos_items: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"execution": {}, "venue": {}, "positions": {}}
+    )
+
+    def persist(self) -> None:
+        """What the shell writes after each record: every processor's dirty parts
+        (None deletes), through JSON like the table's changelog."""
+        for name in self.tables:
+            processor = getattr(self, name)
+            for part, value in processor.dirty_parts().items():
+                if value is None:
+                    self.tables[name].pop(part, None)
+                else:
+                    self.tables[name][part] = json.loads(json.dumps(value))
 
     def readers(self, topic: str) -> list[Any]:
         return {
@@ -109,8 +126,7 @@ class Bus:
                 new = reader.on_record(Record(out.topic, 0, offset, out.key, out.value, None))
                 produced += new
                 queue.extend(new)
-            self.exec_items.update(self.execution.take_changes())
-            self.pos_items.update(self.positions.take_changes())
+            self.persist()
         self.log += produced
         return produced
 
@@ -173,7 +189,8 @@ def test_grant_to_fill_to_stop_through_the_three_shells() -> None:
     assert [(o.topic, o.key, o.value) for o in outs if o.value is None] == [
         (EXECUTION_LEDGER, b"i1", None)
     ]
-    assert bus.exec_items["i1"] is None and "i1" not in bus.execution.ledger
+    assert "e:i1" not in bus.tables["execution"] and "i1" not in bus.execution.ledger
+    assert "e:i9" in bus.tables["execution"]
 
 
 def test_a_restarted_execution_resends_what_was_sent_and_the_venue_answers() -> None:
@@ -181,20 +198,19 @@ def test_a_restarted_execution_resends_what_was_sent_and_the_venue_answers() -> 
     b0 = bar("BTCUSDT", 0, "60000", "60050", "59950", "60000")
     bus.put(MARKET_TICKS, b0.to_record())
     bus.put(SIZED_INTENTS, sized_plan("i1", "BTCUSDT", Side.LONG, "0.010", "60000", b0.close_time))
-    bus.execution.take_changes()
     # The grant: its ledger record and its order go out, the venue places the order, and
     # execution dies before it reads the ack: its table has the entry as SENT.
     grant = decision(DecisionKind.GRANTED, "i1", "BTCUSDT", b0.close_time, 1)
     step = bus.execution.on_record(Record(PORTFOLIO_DECISIONS, 0, 0, b"p", grant, None))
     assert kinds(step) == [EXECUTION_LEDGER, ORDERS]
-    items = json.loads(json.dumps(bus.execution.take_changes()))
-    assert items["i1"]["state"] == "SENT"
+    bus.persist()
+    assert bus.tables["execution"]["e:i1"]["state"] == "SENT"
     bus.venue.on_record(Record(ORDERS, 0, 0, b"BTCUSDT", step[1].value, None))
+    bus.persist()
     bus.log += step
-    # The restart, from the table's items: the SENT entry order goes out again first.
+    # The restart, from the table's parts: the SENT entry order goes out again first.
     core = ExecutionCore(ExecutionConfig(), TICKS)
-    ledger = Ledger(entry_from_avro(v) for v in items.values())
-    bus.execution = ExecutionProcessor(core, ledger, bus.execution.snapshot())
+    bus.execution = execution_from_parts(core, bus.tables["execution"])
     outs = bus.put(MARKET_TICKS, bar("BTCUSDT", 1, "60000", "60040", "59980", "60010").to_record())
     entries = [o.value for o in bus.log if o.topic == ORDERS and o.value["role"] == "ENTRY"]
     assert [e["client_order_id"] for e in entries] == ["E-i1", "E-i1"]  # sent, then resent
@@ -229,14 +245,11 @@ def test_restored_positions_and_venue_continue_the_same() -> None:
                 g = decision(DecisionKind.GRANTED, "i1", "BTCUSDT", b.close_time, 1)
                 outs += bus.put(PORTFOLIO_DECISIONS, g)
             if restart_after == i:
-                snap = json.loads(json.dumps(bus.positions.snapshot()))
-                books = {k: book_from_json(v) for k, v in bus.pos_items.items() if v}
                 core = PositionsCore(None, liquidation_from_rules(RULES))
-                bus.positions = PositionsProcessor(core, books, snap)
-                venue_items = bus.venue.take_changes()
-                finished = [known_from_json(v) for v in venue_items.values() if v]
-                venue = VenueCore.restore(RULES, None, bus.venue.snapshot(), finished)
-                bus.venue = VenueProcessor(venue)
+                bus.positions = positions_from_parts(core, bus.tables["positions"])
+                bus.venue = make_processor(RULES, PaperVenueConfig(), bus.tables["venue"])
+                execution = ExecutionCore(ExecutionConfig(), TICKS)
+                bus.execution = execution_from_parts(execution, bus.tables["execution"])
         return outs
 
     straight = run(None)

@@ -41,7 +41,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_backtest_command)
 
 
-def _progress(total: int | None) -> Any:
+def progress_printer(total: int | None) -> Any:
     def show(stats: FeedStats) -> None:
         if stats.steps % 50:
             return
@@ -69,7 +69,7 @@ def run_backtest_command(args: argparse.Namespace, settings: Any) -> int:
         backtest = Backtest(settings, out)
         try:
             total = sum(1 for i in items if not hasattr(i, "error"))
-            stats, wall_s = backtest.run(items, None if args.quiet else _progress(total))
+            stats, wall_s = backtest.run(items, None if args.quiet else progress_printer(total))
             if not args.quiet:
                 sys.stderr.write("\n")
             summary = write_report(settings, out, feed=vars(stats))

@@ -76,12 +76,14 @@ class LockstepFeed:
         serde: AvroSerde | None = None,
         settle_timeout_s: float = 120.0,
         progress: Callable[[FeedStats], None] | None = None,
+        failed: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.quiescence = quiescence
         self.serde = serde or AvroSerde.from_settings(settings)
         self.settle_timeout_s = settle_timeout_s
         self.progress = progress
+        self.failed = failed
         self.stats = FeedStats()
         self._failures: list[KafkaError] = []
         self._producer = Producer(
@@ -113,7 +115,7 @@ class LockstepFeed:
             raise RuntimeError(f"replay feed: {left} undelivered, failures: {self._failures[:3]}")
 
     def _settle(self) -> None:
-        self.stats.settle_s += self.quiescence.wait(self.settle_timeout_s)
+        self.stats.settle_s += self.quiescence.wait(self.settle_timeout_s, failed=self.failed)
 
     def run(self, items: Iterable[Kline | RowError]) -> FeedStats:
         for step in by_event_time(items):

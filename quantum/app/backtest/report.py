@@ -16,8 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from agents.governor.audit import audit_decisions
-from agents.governor.io import read_decisions
+from agents.governor.io import audit_committed_log
 from agents.governor.model import DecisionKind
 from quantum.end_of_stream import marker_of
 from quantum.kafka_util import end_offsets, read_range
@@ -82,8 +81,7 @@ def write_report(settings: Any, out_dir: Path, *, feed: dict[str, Any]) -> dict[
     )
     positions = list(read_values(settings, POSITIONS, serde))
     rejections = list(read_values(settings, TRADE_REJECTIONS, serde))
-    logged = read_decisions(settings)
-    audit = audit_decisions((d.offset, d.decision) for d in logged)
+    audit, logged, _ = audit_committed_log(settings)
 
     with (out_dir / "trades.csv").open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -120,6 +118,9 @@ def write_report(settings: Any, out_dir: Path, *, feed: dict[str, Any]) -> dict[
         "max_open_positions_venue": max_concurrent(intervals),
         "max_occupied_governor": audit.max_occupied,
         "governor_audit_ok": audit.ok,
+        "slot_requests": audit.requests,
+        "requests_without_one_final_decision": len(audit.missing_decisions)
+        + len(audit.duplicate_finals),
         "decisions_by_kind": dict(sorted(kinds.items())),
         "denials_by_reason": dict(sorted(denials.items())),
         "rejections_by_reason": dict(

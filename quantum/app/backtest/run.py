@@ -48,6 +48,7 @@ class WorkerProcess:
     log_path: Path
     proc: subprocess.Popen | None = None
     starts: int = 0
+    expected_down: bool = False  # killed on purpose (a chaos test), restart pending
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,15 +69,18 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        self.expected_down = False
         self.starts += 1
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
         if self.proc is not None and self.proc.poll() is None:
+            self.expected_down = True
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
 
     def stop(self) -> None:
+        self.expected_down = True
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
@@ -162,8 +166,18 @@ class Backtest:
             quiescence,
             settle_timeout_s=self.settle_timeout_s,
             progress=progress,
+            failed=self.dead_worker,
         )
         return feed.run(items)
+
+    def dead_worker(self) -> str | None:
+        """A worker that exited on its own (a crash): the run cannot settle."""
+        for proc in self.processes:
+            if proc.proc is not None and proc.proc.poll() is not None and not proc.expected_down:
+                return (
+                    f"worker {proc.agents} exited with {proc.proc.returncode}; see {proc.log_path}"
+                )
+        return None
 
     def stop(self) -> None:
         for proc in self.processes:

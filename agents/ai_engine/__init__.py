@@ -1,0 +1,1 @@
+"""The AI engine: features -> five pluggable models -> a calibrated ensemble signal per bar."""
