@@ -57,7 +57,7 @@ from topologies.declaration import (
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
 
 CAP = 4
-STEPS = 110
+STEPS = 90
 KILLS = 3
 REQUESTS_PER_STEP = 3
 NOTIONAL = Decimal(200)
@@ -228,7 +228,7 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
 
     assert kills >= KILLS and execution.starts == KILLS + 1
     assert in_flight >= 1, "no kill found execution with uncommitted input"
-    assert len(granted) >= 50, f"only {len(granted)} grants: the load did not exercise much"
+    assert len(granted) >= 40, f"only {len(granted)} grants: the load did not exercise much"
     many = {i: ids for i, ids in entries.items() if len(ids) > 1}
     assert not many, f"intents with more than one entry client id: {many}"
     missing = {i: ledger[i].note if i in ledger else None for i in granted - set(entries)}
