@@ -8,7 +8,10 @@ the agent's consumer group has committed the end of every input partition
 (`quantum.quiescence`), and the outputs it wrote meanwhile.
 
 - paper_exchange: 1-minute bars of the ten bundled symbols, and per bar two entries with a
-  stop and a take-profit each (orders and bars race, as they do live);
+  stop and a take-profit each 0.6 % away, so positions close within a few bars and the
+  open orders stay few, as in a run (orders and bars race, as they do live; an entry on
+  a held symbol is refused, its stop and take-profit wait with the position's and go
+  when it closes);
 - positions: the paper exchange run's own execution.results and bars, copied byte for byte;
 - execution: sized plans (two per bar, each on a symbol of its own), then their GRANTED
   decisions (each: a ledger record and the entry order), then a NEW and a FILLED report
@@ -186,8 +189,8 @@ def _bracket(feed: Feed, intent: str, sym: str, p: Decimal, at: int) -> int:
               "event_time": at, "action": "NEW"}  # fmt: skip
     for coid, side, otype, trig, reduce, role in (
         (f"E-{intent}", "BUY", "MARKET", None, False, "ENTRY"),
-        (f"S-{intent}", "SELL", "STOP_MARKET", p * Decimal("0.98"), True, "STOP_LOSS"),
-        (f"T-{intent}", "SELL", "TAKE_PROFIT_MARKET", p * Decimal("1.03"), True, "TAKE_PROFIT"),
+        (f"S-{intent}", "SELL", "STOP_MARKET", p * Decimal("0.994"), True, "STOP_LOSS"),
+        (f"T-{intent}", "SELL", "TAKE_PROFIT_MARKET", p * Decimal("1.006"), True, "TAKE_PROFIT"),
     ):
         trigger = None if trig is None else str((trig / tick).to_integral_value() * tick)
         value = {
@@ -310,6 +313,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=300, help="1-minute bars of 10 symbols")
     args = parser.parse_args()
     base = Settings()
+    load_before = os.getloadavg()  # the machine is shared: say how busy it was
     venue, results, ticks = bench_paper_exchange(base, args.bars)
     print("paper_exchange", venue, flush=True)
     positions = bench_positions(base, results, ticks)
@@ -321,7 +325,10 @@ def main() -> None:
             {
                 "benchmark": "venue",
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "machine": machine(kafka_broker=KAFKA_BROKER),
+                "machine": machine(
+                    kafka_broker=KAFKA_BROKER,
+                    load_average_1m=[round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+                ),
                 "settings": {"bars": args.bars, "symbols": len(START), "commit_interval_s": 0.05},
                 "note": "one worker per agent, a backlog produced at once; input records/s "
                 "until the group committed every input's end (Faust startup excluded)",
