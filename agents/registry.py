@@ -16,7 +16,17 @@ from agents.spec import AgentSpec
 from topologies.declaration import TOPOLOGY, Topology
 
 # In the order `quantum topology show` and `quantum worker --help` list them.
-AGENT_PACKAGES = ("passthrough", "clock", "ai_engine", "selector", "sizing", "governor")
+AGENT_PACKAGES = (
+    "passthrough",
+    "clock",
+    "ai_engine",
+    "selector",
+    "sizing",
+    "governor",
+    "execution",
+    "paper_exchange",
+    "positions",
+)
 
 
 class UnknownAgent(ValueError):

@@ -73,13 +73,14 @@ class AgentContext:
     async def send(
         self,
         logical: str,
-        value: dict[str, Any],
+        value: dict[str, Any] | None,
         *,
         schema_file: str,
         key: bytes | None,
         partition: int | None = None,
     ) -> None:
-        """Encode and send to a logical topic (this run's prefix added)."""
+        """Encode and send to a logical topic (this run's prefix added); a None value is a
+        tombstone (compacted topics)."""
         await self._send_to(
             self.settings.topic(logical),
             value,
@@ -91,7 +92,7 @@ class AgentContext:
     async def _send_to(
         self,
         topic: str,
-        value: dict[str, Any],
+        value: dict[str, Any] | None,
         *,
         schema_file: str,
         key: bytes | None,
@@ -99,7 +100,7 @@ class AgentContext:
     ) -> None:
         """Encode and send to a physical topic, waiting for delivery, so the input
         offset can only be committed after the output (or dead letter) is written."""
-        data = self.serde.encode(topic, value, schema_file=schema_file)
+        data = None if value is None else self.serde.encode(topic, value, schema_file=schema_file)
         out = self.app.topic(topic, key_serializer="raw", value_serializer="raw")
         pending = await out.send(key=key, value=data, partition=partition)
         await pending

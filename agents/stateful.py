@@ -15,6 +15,13 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
   whose offset the state already holds is skipped. That is what makes an at-least-once
   agent apply each record once (DESIGN.md: "every stateful processor remembers what it
   applied");
+* parts (`dirty_parts`) are written in the order the processor gives them, each its own
+  changelog record, then the applied offsets. A crash in between leaves some parts newer
+  than the offsets: the record comes again and meets state that already holds part of its
+  effect, so a processor with parts must take such a redelivery as a no-op that repeats
+  its outputs, and order its parts so that any prefix of them is a state it can continue
+  from (the execution ledger, the positions books and the paper exchange's order memory
+  are built that way, docs/execution.md "Shells"). A part whose value is None is deleted.
 * the end-of-stream marker (`quantum.end_of_stream`) is tracked on every input partition;
   once all have ended the core may flush (`on_end_of_stream`), then the marker goes to
   every partition of every output topic.
@@ -56,10 +63,11 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Out:
-    """One output record: an Avro value for a logical topic."""
+    """One output record: an Avro value for a logical topic (None: a tombstone, for a
+    compacted topic)."""
 
     topic: str
-    value: dict[str, Any]
+    value: dict[str, Any] | None
     key: bytes | None
     partition: int | None = None  # None: by key
 
@@ -68,9 +76,10 @@ class Processor(Protocol):
     """What the shell drives. Implementations map Avro dicts to a pure core and back.
 
     `snapshot()` is the whole state. A processor whose state is large and changes a little
-    per record (per-symbol features) may also define `dirty_parts() -> dict[str, Any]`:
-    the parts changed since the last call, each stored under its own table key, and
-    `make` then receives `{part: value}` of every part on a restart.
+    per record (per-symbol features, a ledger) may also define `dirty_parts() -> dict[str,
+    Any]`: the parts changed since the last call, in the order they must be written, each
+    stored under its own table key (None: the part is deleted), and `make` then receives
+    `{part: value}` of every part on a restart (None on a first start).
     """
 
     def on_record(self, record: Record) -> list[Out]: ...
@@ -107,7 +116,11 @@ class _State:
     def __init__(self, agent: StatefulAgent, stored: Mapping[str, Any]) -> None:
         ends = {t: TOPOLOGY.topic(t).partitions for t, e in agent.inputs.items() if e}
         self.tracker = EndOfStreamTracker(ends) if ends else None
-        parts = {k[len(PART_PREFIX) :]: v for k, v in stored.items() if k.startswith(PART_PREFIX)}
+        parts = {
+            k[len(PART_PREFIX) :]: v
+            for k, v in stored.items()
+            if k.startswith(PART_PREFIX) and v is not None
+        }
         core = parts or stored.get(STATE_KEY)
         self.processor = agent.make(core)
         self.partial = hasattr(self.processor, "dirty_parts")
@@ -119,7 +132,10 @@ class _State:
         """Write what changed: the state (or its dirty parts), then the applied offsets."""
         if self.partial:
             for name, value in self.processor.dirty_parts().items():  # type: ignore[attr-defined]
-                table[PART_PREFIX + name] = value
+                if value is not None:
+                    table[PART_PREFIX + name] = value
+                elif PART_PREFIX + name in table:
+                    del table[PART_PREFIX + name]
         else:
             table[STATE_KEY] = self.processor.snapshot()
         if ended and self.tracker is not None:
