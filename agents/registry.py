@@ -16,7 +16,15 @@ from agents.spec import AgentSpec
 from topologies.declaration import TOPOLOGY, Topology
 
 # In the order `quantum topology show` and `quantum worker --help` list them.
-AGENT_PACKAGES = ("passthrough", "clock", "governor", "selector", "sizing")
+AGENT_PACKAGES = (
+    "passthrough",
+    "clock",
+    "governor",
+    "selector",
+    "sizing",
+    "harvest",
+    "exit_guard",
+)
 
 
 class UnknownAgent(ValueError):

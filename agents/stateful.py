@@ -7,13 +7,23 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
 * every input topic goes through the guarded path of `agents.runtime`: a record that
   does not decode or validate, or that the core refuses, becomes a dead letter with its
   reason, and the agent goes on;
-* state lives in a Faust table (`<agent>-state`, changelog-backed, one partition so a
-  single key holds the whole core), written after the record's outputs were delivered,
-  together with the offset applied for each input partition. Faust flushes the table's
-  changelog before it commits input offsets, so after a crash the restored state is at
-  least as new as the committed offsets; a redelivered record whose offset the state
-  already holds is skipped. That is what makes an at-least-once agent apply each record
-  once (DESIGN.md: "every stateful processor remembers what it applied");
+* state lives in a Faust table (`<agent>-state`, changelog-backed, one partition),
+  written after the record's outputs were delivered, together with the offset applied
+  for each input partition. Faust flushes the table's changelog before it commits input
+  offsets, so after a crash the restored state is at least as new as the committed
+  offsets; a redelivered record whose offset the state already holds is skipped. That is
+  what makes an at-least-once agent apply each record once (DESIGN.md: "every stateful
+  processor remembers what it applied");
+* two ways to keep the state: `register_stateful` keeps the whole core under one key
+  (`Processor.snapshot()`, rewritten after every record: right for a core that is one
+  global decision, like sizing's exposure book); `register_keyed` keeps one key per
+  entity (`KeyedProcessor.changes()`: only the keys a record touched are rewritten, a
+  None deletes the key), for cores whose state is a set of independent entities, like the
+  exit processors' one state per open position. The keyed variant writes the changed keys
+  before the offsets (under `SHELL_KEY`); a crash between the two leaves some keys newer
+  than the offsets, so the record comes again to a core that already holds its effect.
+  Keyed cores must therefore be idempotent per key on their own (the exit cores are: a
+  bar or position record not newer than the one applied changes nothing);
 * the end-of-stream marker (`quantum.end_of_stream`) is tracked on every input partition;
   once all have ended the core may flush (`on_end_of_stream`), then the marker goes to
   every partition of every output topic.
@@ -36,6 +46,7 @@ from topologies.declaration import TOPOLOGY
 log = logging.getLogger(__name__)
 
 STATE_KEY = "state"
+SHELL_KEY = "__shell__"  # the keyed variant's own bookkeeping: applied offsets, end of stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,19 @@ class Processor(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
 
+class KeyedProcessor(Protocol):
+    """A processor whose state is one JSON value per key (per position, per symbol...)."""
+
+    def on_record(self, record: Record) -> list[Out]: ...
+
+    def on_end_of_stream(self, marker: EndOfStream) -> list[Out]: ...
+
+    def changes(self) -> dict[str, dict[str, Any] | None]:
+        """The keys changed since the last call: the new value, or None for a deleted key.
+        Called by the shell after each record's outputs were delivered."""
+        ...
+
+
 @dataclass(frozen=True)
 class StatefulAgent:
     """How a stateful agent is bound: its inputs, outputs and how to (re)build its core.
@@ -91,14 +115,21 @@ class StatefulAgent:
         return self.schemas.get(logical) or TOPOLOGY.topic(logical).schema or ""
 
 
-class _State:
-    """The processor plus the bookkeeping the shell persists beside it."""
+@dataclass(frozen=True)
+class KeyedStatefulAgent(StatefulAgent):
+    """As `StatefulAgent`, but `make` builds the processor from every key of the table
+    (an empty dict on a first start), and the processor reports `changes()` per key."""
+
+    make: Callable[[dict[str, dict[str, Any]]], KeyedProcessor]  # type: ignore[assignment]
+
+
+class _Bookkeeping:
+    """What the shell persists beside the core: applied offsets, the end-of-stream tracker."""
 
     def __init__(self, agent: StatefulAgent, blob: dict[str, Any] | None) -> None:
         ends = {t: TOPOLOGY.topic(t).partitions for t, e in agent.inputs.items() if e}
         self.tracker = EndOfStreamTracker(ends) if ends else None
         self.applied: dict[str, int] = {}
-        self.processor = agent.make(None if blob is None else blob["core"])
         if blob is not None:
             self.applied = {k: int(v) for k, v in blob["applied"].items()}
             if self.tracker is not None and blob.get("eos") is not None:
@@ -106,25 +137,81 @@ class _State:
 
     def blob(self) -> dict[str, Any]:
         return {
-            "core": self.processor.snapshot(),
             "applied": self.applied,
             "eos": None if self.tracker is None else self.tracker.snapshot(),
         }
 
 
+class _State:
+    """The processor plus the bookkeeping the shell persists beside it."""
+
+    def __init__(self, processor: Processor | KeyedProcessor, books: _Bookkeeping) -> None:
+        self.processor = processor
+        self.books = books
+
+
 def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
-    """Declare the Faust agent and its state table on `ctx.app`."""
-    settings = ctx.settings
-    prefix = settings.kafka.topic_prefix
-    table = ctx.app.Table(
+    """Declare the Faust agent and its state table on `ctx.app`: the whole core under one
+    key, rewritten after every record."""
+    table = _table(ctx, "core state and the input offsets it has applied")
+
+    def load() -> _State:
+        blob = table.get(STATE_KEY)
+        processor = agent.make(None if blob is None else blob["core"])
+        return _State(processor, _Bookkeeping(agent, blob))
+
+    def save(state: _State) -> None:
+        processor: Processor = state.processor  # type: ignore[assignment]
+        table[STATE_KEY] = {"core": processor.snapshot(), **state.books.blob()}
+
+    _bind(ctx, agent, load, save)
+
+
+def register_keyed(ctx: AgentContext, agent: KeyedStatefulAgent) -> None:
+    """Declare the Faust agent and its state table on `ctx.app`: one key per entity of the
+    core, only the changed ones rewritten, the offsets under `SHELL_KEY`."""
+    table = _table(ctx, "state per key and, under __shell__, the input offsets applied")
+
+    def load() -> _State:
+        entries = {str(k): v for k, v in table.items() if k != SHELL_KEY and v is not None}
+        return _State(agent.make(entries), _Bookkeeping(agent, table.get(SHELL_KEY)))
+
+    def save(state: _State) -> None:
+        processor: KeyedProcessor = state.processor  # type: ignore[assignment]
+        for key, value in processor.changes().items():
+            if key == SHELL_KEY:
+                raise ValueError(f"{ctx.name}: the key {SHELL_KEY!r} is the shell's")
+            if value is None:
+                if key in table:
+                    del table[key]
+            else:
+                table[key] = value
+        table[SHELL_KEY] = state.books.blob()
+
+    _bind(ctx, agent, load, save)
+
+
+def _table(ctx: AgentContext, what: str) -> Any:
+    return ctx.app.Table(
         f"{ctx.name}-state",
         default=None,
         partitions=1,
         use_partitioner=True,
         key_serializer="json",
         value_serializer="json",
-        help=f"{ctx.name}'s core state and the input offsets it has applied",
+        help=f"{ctx.name}'s {what}",
     )
+
+
+def _bind(
+    ctx: AgentContext,
+    agent: StatefulAgent,
+    load: Callable[[], _State],
+    save: Callable[[_State], None],
+) -> None:
+    """The one event loop of both variants."""
+    settings = ctx.settings
+    prefix = settings.kafka.topic_prefix
     channel = ctx.app.topic(
         *(settings.topic(t) for t in agent.inputs),
         key_serializer="raw",
@@ -154,12 +241,12 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
     async def run(stream):  # type: ignore[no-untyped-def]
         async for event in stream.events():
             if not holder:
-                holder.append(_State(agent, table.get(STATE_KEY)))
+                holder.append(load())
             state = holder[0]
             msg = event.message
             logical = msg.topic[len(prefix) :] if msg.topic.startswith(prefix) else msg.topic
             where = f"{logical}/{msg.partition}"
-            if state.applied.get(where, -1) >= msg.offset:
+            if state.books.applied.get(where, -1) >= msg.offset:
                 continue  # applied before a crash; its outputs are already out
             try:
                 schema = agent.schema(logical)
@@ -168,9 +255,10 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
                 validate(schema, value, universe=agent.universe)
                 marker = marker_of(value)
                 if marker is not None:
-                    if state.tracker is None or logical not in agent.inputs:
+                    tracker = state.books.tracker
+                    if tracker is None or not agent.inputs.get(logical, False):
                         raise PoisonRecord("UNEXPECTED_END", f"no end expected on {logical}")
-                    forward = state.tracker.on_marker(logical, msg.partition, marker)
+                    forward = tracker.on_marker(logical, msg.partition, marker)
                     if forward is not None:
                         await forward_end(forward, state)
                 else:
@@ -183,5 +271,5 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
             except Exception as exc:  # a core bug must not stop the stream either
                 log.exception("%s: processing failed", ctx.name)
                 await ctx.dead_letter(event, exc)
-            state.applied[where] = msg.offset
-            table[STATE_KEY] = state.blob()
+            state.books.applied[where] = msg.offset
+            save(state)
