@@ -36,6 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import faust
+
 from agents.runtime import AgentContext
 from quantum.end_of_stream import EndOfStream, EndOfStreamTracker, marker_key, marker_of
 from quantum.end_of_stream import marker_record as eos_record
@@ -192,13 +194,15 @@ def register_keyed(ctx: AgentContext, agent: KeyedStatefulAgent) -> None:
 
 
 def _table(ctx: AgentContext, what: str) -> Any:
+    # Keys and values are JSON both ways: with Faust's default raw keys, a str key would
+    # come back from the changelog as bytes after a restart. (Table takes the serializers
+    # through a Schema; as keyword arguments they fail in Service.__init__.)
     return ctx.app.Table(
         f"{ctx.name}-state",
         default=None,
         partitions=1,
         use_partitioner=True,
-        key_serializer="json",
-        value_serializer="json",
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
         help=f"{ctx.name}'s {what}",
     )
 
