@@ -32,6 +32,7 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ from topologies.declaration import TOPOLOGY
 log = logging.getLogger(__name__)
 
 STATE_KEY = "state"
+EXIT_STATE_WRITE_FAILED = 70  # the worker's exit status when a state write failed
 SHELL_KEY = "__shell__"  # the keyed variant's own bookkeeping: applied offsets, end of stream
 
 
@@ -193,17 +195,32 @@ def register_keyed(ctx: AgentContext, agent: KeyedStatefulAgent) -> None:
     _bind(ctx, agent, load, save)
 
 
+class _OnePartitionTable(faust.Table):
+    """A table whose every key lives in partition 0 of its changelog, named explicitly.
+
+    With `use_partitioner=True` the producer picks the partition, and aiokafka needs the
+    changelog topic's metadata for that; just after a start it may not have it, and the
+    write fails ("'NoneType' object is not iterable" in aiokafka's `_partition`), measured
+    in tests/chaos/test_exit_chaos.py. Naming the partition needs no metadata."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return 0
+
+
 def _table(ctx: AgentContext, what: str) -> Any:
     # Keys and values are JSON both ways: with Faust's default raw keys, a str key would
-    # come back from the changelog as bytes after a restart. (Table takes the serializers
+    # come back from the changelog as bytes after a restart. (A Table takes the serializers
     # through a Schema; as keyword arguments they fail in Service.__init__.)
-    return ctx.app.Table(
-        f"{ctx.name}-state",
-        default=None,
-        partitions=1,
-        use_partitioner=True,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
-        help=f"{ctx.name}'s {what}",
+    return ctx.app.tables.add(
+        _OnePartitionTable(
+            ctx.app,
+            name=f"{ctx.name}-state",
+            default=None,
+            beacon=ctx.app.tables.beacon,
+            partitions=1,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            help=f"{ctx.name}'s {what}",
+        )
     )
 
 
@@ -276,4 +293,11 @@ def _bind(
                 log.exception("%s: processing failed", ctx.name)
                 await ctx.dead_letter(event, exc)
             state.books.applied[where] = msg.offset
-            save(state)
+            try:
+                save(state)
+            except BaseException:
+                # Memory is now ahead of the changelog, and Faust would restart this actor
+                # with the same memory and without the record: the one safe way on is a
+                # restart of the process from the log (the input offset is not committed).
+                log.critical("%s: writing the state failed; exiting", ctx.name, exc_info=True)
+                os._exit(EXIT_STATE_WRITE_FAILED)

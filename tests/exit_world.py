@@ -130,6 +130,7 @@ class Scenario:
     the outputs an uninterrupted run gives."""
 
     phases: list[list[Item]] = field(default_factory=list)
+    phase_exits: list[int] = field(default_factory=list)  # exits each phase fires
     exits: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
@@ -251,6 +252,7 @@ def _record(item: Item) -> Record:
 
 
 def _collect(sc: Scenario, outs: list[Out]) -> None:
+    sc.phase_exits.append(sum(1 for o in outs if o.topic == EXIT_INTENTS))
     sc.exits += [o.value for o in outs if o.topic == EXIT_INTENTS]
     sc.warnings += [o.value for o in outs if o.topic == RISK_WARNINGS]
 
