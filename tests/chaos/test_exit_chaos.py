@@ -31,8 +31,13 @@ from quantum.app.settings import Settings
 from quantum.kafka_util import end_offsets, read_range
 from quantum.polling import wait_until
 from quantum.serde import AvroSerde
-from tests.exit_world import WORKER_ENV, Feeder, ladder_scenario, worker_readers
-from tests.integration.test_exit_agents import FAST_GROUP_ENV
+from tests.exit_world import (
+    FAST_GROUP_ENV,
+    WORKER_ENV,
+    Feeder,
+    ladder_scenario,
+    worker_readers,
+)
 from topologies.apply import apply_topology
 from topologies.declaration import EXIT_INTENTS, RISK_WARNINGS, TOPOLOGY
 

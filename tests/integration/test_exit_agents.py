@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from quantum.app.settings import Settings
 from quantum.dlq import read_dead_letters
 from quantum.serde import AvroSerde
 from tests.exit_world import (
+    FAST_GROUP_ENV,
     WORKER_ENV,
     Feeder,
     kline_record,
@@ -36,15 +38,6 @@ from topologies.declaration import (
 
 pytestmark = pytest.mark.broker
 GROUP = "exits"
-D = __import__("decimal").Decimal
-
-# Faust's consumer session: short, so that a restarted worker gets its partitions soon
-# after a SIGKILL (the broker's minimum is 6 s); read by Faust from the environment.
-FAST_GROUP_ENV = {
-    "QT_KAFKA__COMMIT_INTERVAL_S": "0.01",
-    "BROKER_SESSION_TIMEOUT": "6",
-    "BROKER_HEARTBEAT_INTERVAL": "1",
-}
 
 
 @pytest.fixture
@@ -114,7 +107,7 @@ def test_exits_warnings_and_dead_letters_on_the_broker(
     readers = {POSITIONS: {"harvest", "exit_guard"}, MARKET_TICKS: {"harvest", "exit_guard"}}
     readers[PORTFOLIO] = {"exit_guard"}
     for logical, values in letters.items():
-        sent = [(what) for topic, _, what in poisons if topic == logical]
+        sent = [what for topic, _, what in poisons if topic == logical]
         got = Counter((v["agent"], v["error_class"]) for v in values)
         want = Counter((agent, what) for agent in readers[logical] for what in sent)
         assert got == want, (logical, got)
