@@ -151,7 +151,8 @@ class GuardProcessor(PositionProcessor[GuardState]):
         return []
 
     @property
-    def equity(self) -> Decimal:
+    def account_equity(self) -> Decimal:
+        """The equity the breaker last took in."""
         return self.book.equity()
 
 

@@ -103,6 +103,10 @@ def test_no_ladder_step_fires_twice_or_is_skipped_across_sigkills(
             worker.start()
             feeder.settle()
         feeder.settle()
+    except TimeoutError as exc:  # say who was behind, and what the worker said
+        lag = feeder.quiescence.lag()
+        tail = worker.log_path.read_text()[-4000:]
+        raise AssertionError(f"{exc}; kills={kills}; behind: {lag}\n{tail}") from exc
     finally:
         worker.stop()
     elapsed = time.monotonic() - t0

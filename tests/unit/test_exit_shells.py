@@ -220,7 +220,7 @@ def test_the_breaker_halts_on_the_drawdown_of_the_positions_equity() -> None:
     halts = [command_from_avro(o.value) for o in outs if o.topic == PORTFOLIO]
     assert halts == [Halt(f"breaker:halt:{T0 + MIN}", halts[0].reason, T0 + MIN)]
     assert "10.40 %" in halts[0].reason  # (10000 - 8960) / 10000
-    assert g.equity == D(10000 - 50 - 990)
+    assert g.account_equity == D(10000 - 50 - 990)
     assert outs[-1].key == b"portfolio"
     assert ids(outs) == []  # reduce-only mode, nothing flattened by default
     # an operator's Resume, read back from the portfolio topic, lifts it
@@ -244,13 +244,13 @@ def test_flatten_on_halt_closes_every_open_position_with_reason_halt() -> None:
 def test_a_closed_position_settles_its_pnl_once() -> None:
     g = guard(ExitGuardConfig(wait_for_stop=False))
     g.on_record(rec(POSITIONS, position("a", unrealized="-30", mark="97")))
-    assert g.equity == D(9970)
+    assert g.account_equity == D(9970)
     closed = position("a", qty="0", status="CLOSED", realized="-20", fees="1", updated=T0 + 1)
     g.on_record(rec(POSITIONS, closed))
-    assert g.equity == D(9979)
+    assert g.account_equity == D(9979)
     g.on_record(rec(POSITIONS, position("a", unrealized="-30", mark="97")))  # late OPEN
     g.on_record(rec(POSITIONS, closed))
-    assert g.equity == D(9979)
+    assert g.account_equity == D(9979)
     assert EQUITY_KEY in g.changes()
 
 
