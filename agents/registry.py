@@ -26,6 +26,8 @@ AGENT_PACKAGES = (
     "execution",
     "paper_exchange",
     "positions",
+    "harvest",
+    "exit_guard",
 )
 
 

@@ -30,6 +30,7 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ from topologies.declaration import TOPOLOGY
 
 log = logging.getLogger(__name__)
 
+EXIT_STATE_WRITE_FAILED = 70  # the worker's exit status when a state write failed
 STATE_KEY = "state"
 APPLIED_KEY = "applied"
 EOS_KEY = "eos"
@@ -215,4 +217,11 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
                 log.exception("%s: processing failed", ctx.name)
                 await ctx.dead_letter(event, exc)
             state.applied[where] = msg.offset
-            state.save(table, ended=ended)
+            try:
+                state.save(table, ended=ended)
+            except BaseException:
+                # Memory is now ahead of the changelog, and Faust would go on with the same
+                # memory and without the record: the one safe way on is a restart of the
+                # process from the log (the input offset is not committed).
+                log.critical("%s: writing the state failed; exiting", ctx.name, exc_info=True)
+                os._exit(EXIT_STATE_WRITE_FAILED)

@@ -31,6 +31,7 @@ EXECUTION_LEDGER = "execution.ledger"
 TRADES = "trades"
 POSITIONS = "positions"
 EXIT_INTENTS = "exit.intents"
+RISK_WARNINGS = "risk.warnings"
 PASSTHROUGH_OUT = "smoke.passthrough"
 
 SNAPSHOT_MAX_BYTES = 16 * 1024 * 1024  # max.message.bytes of the governor's snapshots topic
@@ -197,7 +198,21 @@ TOPOLOGY = Topology(
             cleanup_policy="compact",
             retention_ms=-1,
         ),
-        TopicSpec(EXIT_INTENTS, 6, "exit.intents.avsc", "Reduce-only exits; they need no slot."),
+        TopicSpec(
+            EXIT_INTENTS,
+            6,
+            "exit.intents.avsc",
+            "Reduce-only exits; they need no slot. Two writers (harvest, exit_guard), so it "
+            "carries no end-of-stream marker: readers treat it as a topic that never ends.",
+        ),
+        TopicSpec(
+            RISK_WARNINGS,
+            1,
+            "risk.warnings.avsc",
+            "Risk conditions handled by a default, never silently (a position without a "
+            "stop-loss got the default stop); for operators and reports.",
+            retention_ms=-1,
+        ),
         TopicSpec(
             PASSTHROUGH_OUT,
             3,

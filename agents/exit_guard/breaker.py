@@ -11,6 +11,9 @@ equity point that long after the halt, re-basing the peak the same way.
 
 Command ids come from the equity point's event time (`breaker:halt:<ms>`), so a redelivered
 point yields the same id and the governor, which ignores repeated command ids, halts once.
+Several points may share an event time (every symbol's bar closes on the same minute, and
+each moves the equity): each is evaluated; only an older point is ignored. Taking an equal
+point again is harmless, since it changes nothing that the first did not.
 """
 
 from __future__ import annotations
@@ -80,11 +83,11 @@ def on_equity(
     cfg: BreakerConfig, state: BreakerState, point: EquityPoint
 ) -> tuple[BreakerState, list[Halt | Resume]]:
     """Take one equity point: maybe `Halt` (drawdown >= max_drawdown_pct), maybe `Resume`
-    (auto-resume due). A point not newer than the last one is a redelivery: no change."""
+    (auto-resume due). A point older than the last one is a redelivery: no change."""
     eq = point.equity
     if not (isinstance(eq, Decimal) and eq.is_finite() and eq >= 0):
         raise InvalidRecord("INVALID_VALUE", f"equity must be a finite decimal >= 0, got {eq!r}")
-    if not cfg.enabled or point.event_time_ms <= state.last_ms:
+    if not cfg.enabled or point.event_time_ms < state.last_ms:
         return state, []
     t = point.event_time_ms
     state = replace(state, last_equity=eq, last_ms=t)

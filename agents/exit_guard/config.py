@@ -30,6 +30,14 @@ class ExitGuardConfig(BaseModel):
         position opened. Default None (off: the audited system had none and gives no value).
     evaluate_marks: also evaluate a position record's mark price as an observation (the
         exchange liquidates on the mark, klines are last-trade prices). Default True.
+
+    Read by the shell (agents/exit_guard/agent.py), not the core:
+    wait_for_stop: hold a new position that arrives without a stop-loss until its symbol's
+        next bar, then apply default_stop_pct with a warning. Default True: the positions
+        agent reports the entry fill before execution's protective stop is acknowledged, so
+        nearly every position's first record has no stop-loss yet. False: at once.
+    closed_retention_ms: how long the state of a closed position is kept, in event time
+        (24 h, like positions' dedup horizon).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -42,6 +50,8 @@ class ExitGuardConfig(BaseModel):
     liquidation_buffer_pct: Decimal | None = Field(Decimal("0.01"), ge=0, lt=1)
     max_hold_ms: int | None = Field(None, gt=0)
     evaluate_marks: bool = True
+    wait_for_stop: bool = True
+    closed_retention_ms: int = Field(24 * 60 * 60 * 1000, gt=0)
 
 
 class BreakerConfig(BaseModel):
@@ -56,6 +66,15 @@ class BreakerConfig(BaseModel):
         portfolio topic); a drawdown large enough to halt deserves a human look. A number:
         the breaker itself sends `Resume` at the first equity point at least this long
         (event time) after the halt, and measures drawdown from the equity at resume.
+
+    Read by the shell (agents/exit_guard/agent.py), not the core:
+    initial_equity: account equity before the first trade, to which the positions' realized
+        and unrealized PnL net of fees are added (10,000 USDT: the paper exchange's
+        initial_balance and sizing's initial_equity).
+    flatten_on_halt: on Halt, also close every open position the exit guard follows
+        (reduce-only exits with reason HALT, id `<position>:halt`). Default False: the
+        audited reduce-only mode stops new entries and lets the exits run; flattening at
+        the bottom of a drawdown is a choice for the operator.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -63,3 +82,5 @@ class BreakerConfig(BaseModel):
     enabled: bool = True
     max_drawdown_pct: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
     auto_resume_after_ms: int | None = Field(None, gt=0)
+    initial_equity: Decimal = Field(Decimal("10000"), gt=0)
+    flatten_on_halt: bool = False

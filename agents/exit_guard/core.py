@@ -202,6 +202,19 @@ def on_bar(
     return replace(state, last_bar_ms=bar.close_time_ms, last_price=bar.close), exits
 
 
+def on_halt(
+    cfg: ExitGuardConfig, state: GuardState, event_time_ms: int
+) -> tuple[GuardState, list[ExitIntent]]:
+    """Close what is left of the position because the drawdown breaker halted the account
+    (`BreakerConfig.flatten_on_halt`): reason HALT, id `<position>:halt`, at the last price
+    seen. A closed position, or a disabled guard, sends nothing."""
+    if not cfg.enabled or state.closed or state.quantity <= 0:
+        return state, []
+    return _close(
+        state, "halt", ExitReason.HALT, state.last_price, event_time_ms, "drawdown breaker halt"
+    )
+
+
 def _stop_of(cfg: ExitGuardConfig, pos: PositionView) -> tuple[Decimal, bool]:
     if pos.stop_loss is not None:
         return pos.stop_loss, False

@@ -1,4 +1,5 @@
-"""Avro dicts <-> the exit model: `positions` and `market.ticks` records in, `exit.intents` out.
+"""Avro dicts <-> the exit model: `positions` and `market.ticks` records in, `exit.intents`
+and `risk.warnings` out.
 
 For the shells: decode with `AvroSerde`, validate with `quantum.validation`, convert here,
 call the core. Decimal strings are parsed exactly; a value that is not a finite decimal
@@ -10,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from agents.exits.model import Bar, ExitIntent, PositionView, Side
+from agents.exits.model import Bar, ExitIntent, PositionView, Side, StopLossDefaulted
 from quantum.errors import InvalidRecord
 from quantum.schemas import format_decimal, parse_decimal
 
@@ -71,4 +72,31 @@ def exit_intent_to_record(intent: ExitIntent) -> dict[str, Any]:
         "reason": intent.reason.value,
         "reduce_only": True,
         "event_time": intent.event_time_ms,
+    }
+
+
+STOP_LOSS_DEFAULTED = "STOP_LOSS_DEFAULTED"
+
+
+def warning_id(warning: StopLossDefaulted) -> str:
+    """`<processor>:<position intent id>:STOP_LOSS_DEFAULTED`: one per position and processor."""
+    return f"{warning.processor}:{warning.position_intent_id}:{STOP_LOSS_DEFAULTED}"
+
+
+def stop_defaulted_to_record(warning: StopLossDefaulted) -> dict[str, Any]:
+    """The `risk.warnings.avsc` record of a StopLossDefaulted warning."""
+    return {
+        "warning_id": warning_id(warning),
+        "kind": STOP_LOSS_DEFAULTED,
+        "symbol": warning.symbol,
+        "position_intent_id": warning.position_intent_id,
+        "processor": warning.processor,
+        "stop_price": format_decimal(warning.stop_price),
+        "stop_pct": format_decimal(warning.stop_pct),
+        "detail": (
+            f"position {warning.position_intent_id} has no stop-loss: {warning.processor} "
+            f"uses its default stop {format_decimal(warning.stop_price)} "
+            f"({format_decimal(warning.stop_pct * 100)} % from entry)"
+        ),
+        "event_time": warning.event_time_ms,
     }

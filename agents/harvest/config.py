@@ -81,6 +81,17 @@ class HarvestConfig(BaseModel):
     loss_ladder: loss-side steps "R:FRACTION,..." at -R, used when symmetric is on. None =
         the profit ladder mirrored (audit ladder: 25 % at -0.5R, 25 % at -1R, then the stop
         at -1R takes the rest; the step at -1.5R lies beyond the stop and never fires).
+
+    Read by the shell (agents/harvest/agent.py), not the core:
+    wait_for_stop: hold a new position that arrives without a stop-loss until its symbol's
+        next bar, then apply default_stop_pct with a warning. Default True: the positions
+        agent reports the entry fill before execution's protective stop order is
+        acknowledged, so nearly every position's first record has no stop-loss yet; without
+        the wait each one would be harvested against the default stop and warned about.
+        False: the default and the warning at once.
+    closed_retention_ms: how long the state of a closed position is kept (so a redelivered
+        OPEN record of it cannot start it again), in event time (24 h, like positions'
+        dedup horizon).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -97,6 +108,8 @@ class HarvestConfig(BaseModel):
     default_stop_pct: Decimal = Field(Decimal("0.015"), gt=0, lt=1)
     symmetric: bool = False
     loss_ladder: str | None = None
+    wait_for_stop: bool = True
+    closed_retention_ms: int = Field(24 * 60 * 60 * 1000, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> HarvestConfig:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import Schema
 
-from quantum import schema_tool
 from quantum.app.settings import Settings
 from quantum.schemas import load_schema
 from tests.unit.test_exit_contract import SYMBOLS_BEFORE, _reason_enum
+from topologies import schema_tool
 from topologies.declaration import EXIT_INTENTS
 
 pytestmark = pytest.mark.broker

@@ -110,3 +110,11 @@ def test_halts_and_resumes_alternate_and_halts_are_justified(curve, limit, auto,
             state = on_resume(state, Resume(f"ops-{t}", t))
             halted = False
         state = BreakerState.from_json(json.loads(json.dumps(state.to_json())))
+
+
+def test_points_at_the_same_event_time_are_each_evaluated() -> None:
+    # every symbol's bar closes on the same minute, and each mark moves the equity
+    state, out = feed(CFG, BreakerState(), [(1, "1000"), (2, "950"), (2, "900")])
+    assert [c.command_id for c in out] == ["breaker:halt:2"]
+    again, out = feed(CFG, state, [(2, "900")])  # the same point again changes nothing
+    assert again == state and out == []

@@ -254,3 +254,19 @@ def test_the_guard_closes_at_most_once_never_more_than_is_open(side, qty, liq, h
         assert e.quantity == D(qty) and e.reduce_only
         assert e.exit_id == f"pos-9:{e.exit_id.split(':')[1]}"
     assert s.closed == bool(exits)
+
+
+def test_on_halt_closes_the_rest_once_with_reason_halt() -> None:
+    from agents.exit_guard.core import on_halt
+
+    st_ = start()
+    st_, exits = on_halt(CFG, st_, T0 + 7)
+    [x] = exits
+    assert (x.exit_id, x.reason, x.quantity, x.event_time_ms) == (
+        "pos-9:halt",
+        ExitReason.HALT,
+        D(3),
+        T0 + 7,
+    )
+    assert st_.closed and on_halt(CFG, st_, T0 + 8) == (st_, [])
+    assert on_halt(ExitGuardConfig(enabled=False), start(), T0)[1] == []

@@ -254,6 +254,17 @@ def sample_records() -> dict[str, dict[str, Any]]:
             "reduce_only": True,
             "event_time": T0,
         },
+        "risk.warnings.avsc": {
+            "warning_id": "harvest:int-1:STOP_LOSS_DEFAULTED",
+            "kind": "STOP_LOSS_DEFAULTED",
+            "symbol": "ETHUSDT",
+            "position_intent_id": "int-1",
+            "processor": "harvest",
+            "stop_price": "3073.6925",
+            "stop_pct": "0.015",
+            "detail": "no stop-loss on the position: the default stop is in force",
+            "event_time": T0,
+        },
         "dead_letter.avsc": {
             "source_topic": "market.ticks",
             "source_partition": 3,
