@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import faust
+
 from agents.runtime import AgentContext
 from quantum.end_of_stream import EndOfStream, EndOfStreamTracker, marker_key, marker_of
 from quantum.end_of_stream import marker_record as eos_record
@@ -145,17 +147,40 @@ class _State:
         table[APPLIED_KEY] = self.applied
 
 
+class _OnePartitionTable(faust.Table):
+    """A table whose every key lives in partition 0 of its changelog, named explicitly.
+
+    With `use_partitioner=True` the producer picks the partition, and aiokafka needs the
+    changelog topic's metadata for that; just after a start it may not have it, and the
+    write fails ("'NoneType' object is not iterable" in aiokafka's `_partition`, seen in
+    tests/chaos/test_exit_chaos.py and the end-to-end test). Naming it needs no metadata."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return 0
+
+
+def _state_table(ctx: AgentContext) -> Any:
+    """`<agent>-state`: one partition, JSON keys and values both ways (with Faust's default
+    raw keys a str key comes back from the changelog as bytes after a restart; a Table
+    takes serializers through a Schema, as keyword arguments they fail at start-up)."""
+    return ctx.app.tables.add(
+        _OnePartitionTable(
+            ctx.app,
+            name=f"{ctx.name}-state",
+            default=None,
+            beacon=ctx.app.tables.beacon,
+            partitions=1,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            help=f"{ctx.name}'s core state and the input offsets it has applied",
+        )
+    )
+
+
 def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
     """Declare the Faust agent and its state table on `ctx.app`."""
     settings = ctx.settings
     prefix = settings.kafka.topic_prefix
-    table = ctx.app.Table(
-        f"{ctx.name}-state",
-        default=None,
-        partitions=1,
-        use_partitioner=True,
-        help=f"{ctx.name}'s core state and the input offsets it has applied",
-    )
+    table = _state_table(ctx)
     channel = ctx.app.topic(
         *(settings.topic(t) for t in agent.inputs),
         key_serializer="raw",
