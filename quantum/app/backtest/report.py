@@ -19,6 +19,7 @@ from typing import Any
 from agents.governor.io import audit_committed_log
 from agents.governor.model import DecisionKind
 from quantum.end_of_stream import marker_of
+from quantum.errors import PoisonRecord
 from quantum.kafka_util import end_offsets, read_range
 from quantum.serde import AvroSerde
 from topologies.declaration import POSITIONS, TOPOLOGY, TRADE_REJECTIONS, TRADES
@@ -42,11 +43,15 @@ TRADE_COLUMNS = (
 
 
 def read_values(settings: Any, logical: str, serde: AvroSerde) -> Iterator[dict[str, Any]]:
-    """Every committed value of a run topic, markers left out."""
+    """Every committed value of a run topic; markers and poison left out (the agents that
+    read the topic dead-lettered the poison, and the summary counts dead letters)."""
     topic = settings.topic(logical)
     schema = TOPOLOGY.topic(logical).schema or ""
     for msg in read_range(settings.kafka.bootstrap, topic, timeout_s=120):
-        value = serde.decode(topic, msg.value() or b"", schema_file=schema)
+        try:
+            value = serde.decode(topic, msg.value() or b"", schema_file=schema)
+        except PoisonRecord:
+            continue
         if marker_of(value) is None:
             yield value
 
