@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 from agents.governor.io import CommandSender, committed_offset, read_decisions
 from agents.governor.model import FINAL_KINDS, Side, SlotRequest
 from agents.governor.shell import GovernorShell
-from quantum.config import Settings
+from quantum.app.settings import Settings
 from quantum.polling import wait_until
 from quantum.serde import AvroSerde
 from topologies.apply import apply_topology
