@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from confluent_kafka import (
     ConsumerGroupTopicPartitions,
@@ -30,6 +31,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from quantum.kafka_util import SETTLING_ERRORS
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -81,38 +84,49 @@ class Quiescence:
     def _list_offsets(
         self, partitions: list[TopicPartition], isolation: IsolationLevel
     ) -> dict[tuple[str, int], int]:
-        """Asks again while a young topic's leader settles (NOT_LEADER and friends)."""
-        deadline = time.monotonic() + self._timeout_s
-        while True:
+        def ask() -> dict[tuple[str, int], int]:
             futures = self._admin.list_offsets(
                 {tp: OffsetSpec.latest() for tp in partitions},
                 isolation_level=isolation,
                 request_timeout=self._timeout_s,
             )
+            return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+        return self._asking_again(ask)
+
+    def _asking_again(self, ask: Callable[[], _T]) -> _T:
+        """Asks again while a young topic's leader or a group coordinator settles
+        (NOT_LEADER, COORDINATOR_LOAD_IN_PROGRESS and friends), up to the timeout."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
             try:
-                return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+                return ask()
             except KafkaException as exc:
                 err = exc.args[0]
                 settling = err.retriable() or err.code() in SETTLING_ERRORS
                 if not settling or time.monotonic() > deadline:
                     raise
-            time.sleep(0.05)  # a leader election in progress: ask again shortly
+            time.sleep(0.05)  # an election or a coordinator load in progress
 
     def committed(self) -> dict[tuple[str, str, int], int]:
         """Every reader group's committed offset per partition it reads (0 if none yet);
         one request per group, all in flight at once."""
-        futures = []
-        for reader in self._readers:
-            request = ConsumerGroupTopicPartitions(
-                reader.group,
-                [tp for tp in self._partitions if tp.topic in reader.topics],
-            )
-            futures.extend(self._admin.list_consumer_group_offsets([request]).values())
-        return {
-            (reader.group, tp.topic, tp.partition): max(tp.offset, 0)
-            for reader, future in zip(self._readers, futures, strict=True)
-            for tp in future.result().topic_partitions
-        }
+
+        def ask() -> dict[tuple[str, str, int], int]:
+            futures = []
+            for reader in self._readers:
+                request = ConsumerGroupTopicPartitions(
+                    reader.group,
+                    [tp for tp in self._partitions if tp.topic in reader.topics],
+                )
+                futures.extend(self._admin.list_consumer_group_offsets([request]).values())
+            return {
+                (reader.group, tp.topic, tp.partition): max(tp.offset, 0)
+                for reader, future in zip(self._readers, futures, strict=True)
+                for tp in future.result().topic_partitions
+            }
+
+        return self._asking_again(ask)
 
     def lag(
         self,
