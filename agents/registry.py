@@ -69,6 +69,14 @@ class Registry:
         """Every agent's settings sections, section name -> model."""
         return {name: model for spec in self.agents for name, model in spec.config.items()}
 
+    def gapless(self, topic: str, topology: Topology = TOPOLOGY) -> bool:
+        """Are `topic`'s offsets contiguous? Yes unless it is compacted or an agent writes
+        it in transactions (commit markers take offsets no consumer sees). A reader of a
+        gapless topic that meets a hole in what it applied has been skipped records."""
+        if topology.topic(topic).cleanup_policy != "delete":
+            return False
+        return not any(s.kind == "transactional" and topic in s.writes for s in self.agents)
+
     def check(self, topology: Topology) -> None:
         """Refuse duplicate names or sections, and topics the topology does not declare."""
         problems = []

@@ -22,6 +22,13 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
   its outputs, and order its parts so that any prefix of them is a state it can continue
   from (the execution ledger, the positions books and the paper exchange's order memory
   are built that way, docs/execution.md "Shells"). A part whose value is None is deleted.
+* a record of a gapless input (not compacted, never written in transactions:
+  `Registry.gapless`) that comes after a hole in the offsets the agent applied means Faust
+  did not hand it the records in between (faust-streaming 0.15.3 can lose records fetched
+  while a restarted worker is starting, docs/exits.md "Restart"). Applying it would apply
+  a later bar before an earlier one, so the worker exits (status 71) before it applies
+  anything, and a restart (`quantum worker --supervise`) feeds the records again, in
+  order, from the committed offset;
 * the end-of-stream marker (`quantum.end_of_stream`) is tracked on every input partition;
   once all have ended the core may flush (`on_end_of_stream`), then the marker goes to
   every partition of every output topic.
@@ -47,6 +54,7 @@ from topologies.declaration import TOPOLOGY
 log = logging.getLogger(__name__)
 
 EXIT_STATE_WRITE_FAILED = 70  # the worker's exit status when a state write failed
+EXIT_RECORDS_SKIPPED = 71  # ... when Faust skipped records of a gapless input
 STATE_KEY = "state"
 APPLIED_KEY = "applied"
 EOS_KEY = "eos"
@@ -187,6 +195,9 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
         value_serializer="raw",
     )
     holder: list[_State] = []
+    from agents.registry import REGISTRY  # the registry imports every agent's spec
+
+    gapless = frozenset(t for t in agent.inputs if REGISTRY.gapless(t))
 
     async def send_all(outs: list[Out]) -> None:
         for out in outs:
@@ -215,8 +226,19 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
             msg = event.message
             logical = msg.topic[len(prefix) :] if msg.topic.startswith(prefix) else msg.topic
             where = f"{logical}/{msg.partition}"
-            if state.applied.get(where, -1) >= msg.offset:
+            last = state.applied.get(where)
+            if last is not None and last >= msg.offset:
                 continue  # applied before a crash; its outputs are already out
+            if last is not None and msg.offset > last + 1 and logical in gapless:
+                log.critical(
+                    "%s: %s@%d came after @%d: the records in between never reached this "
+                    "agent; exiting so that a restart feeds them again from the committed offset",
+                    ctx.name,
+                    where,
+                    msg.offset,
+                    last,
+                )
+                os._exit(EXIT_RECORDS_SKIPPED)
             ended = False
             try:
                 schema = agent.schema(logical)

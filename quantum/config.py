@@ -90,6 +90,33 @@ class MarketSettings(BaseModel):
         return self.universe or None
 
 
+class SupervisorSettings(BaseModel):
+    """`quantum worker --supervise`: restarts a worker that exits or stops committing.
+
+    stall_timeout_s: a worker whose committed offsets have not moved for this long while
+        it has records to read is taken as stalled and restarted (SIGKILL, then a start
+        from the committed offsets). It must be longer than a start-up's changelog
+        restore; 0 turns the check off. (Faust 0.15.3 can lose a record it fetched while
+        a restarted worker was still starting: docs/exits.md, "Restart".)
+    check_every_s: how often the supervisor asks the broker for the worker's lag.
+    backoff_s / backoff_max_s: the wait before a restart, doubling after each restart
+        that came within `healthy_after_s` of its start, up to the max.
+    max_restarts / window_s: more restarts than this within the window and the
+        supervisor gives up, exiting with the worker's last status (a crash loop is for
+        the outer orchestrator and a human, not for more restarts).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    stall_timeout_s: float = Field(120.0, ge=0)
+    check_every_s: float = Field(5.0, gt=0)
+    backoff_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    healthy_after_s: float = Field(60.0, ge=0)
+    max_restarts: int = Field(10, ge=0)
+    window_s: float = Field(600.0, gt=0)
+
+
 class BinanceSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -133,6 +160,7 @@ class KitSettings(BaseSettings):
     infra: InfraSettings = InfraSettings()
     market: MarketSettings = MarketSettings()
     binance: BinanceSettings = BinanceSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
 
     # Conventional names, read as they are (they win over the nested QT_ forms).
     kafka_bootstrap_env: str | None = Field(

@@ -43,6 +43,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="Faust app id (the consumer group, after the topic prefix); workers that run "
         f"different agents side by side need different ones (default {APP_ID})",
     )
+    worker.add_argument(
+        "--supervise",
+        action="store_true",
+        help="run the worker as a child and restart it when it exits with an error or "
+        "stops committing while it has lag (settings: supervisor.*, docs/operations.md)",
+    )
     worker.set_defaults(func=_worker)
 
 
@@ -56,6 +62,12 @@ def parse_agents(csv: str) -> list[AgentSpec]:
 
 def _worker(args: argparse.Namespace, settings: Any) -> int:
     specs = parse_agents(args.agents)
+    if args.supervise:
+        from quantum.app.supervisor import supervise
+
+        child = ["--topic-prefix", settings.kafka.topic_prefix, "worker"]
+        child += ["--agents", args.agents, "--group", args.group]
+        return supervise(child, settings, specs, args.group)
     faust_specs = [s for s in specs if s.kind == "faust"]
     loops = [s for s in specs if s.kind == "transactional"]
     if not faust_specs:

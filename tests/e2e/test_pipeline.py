@@ -22,6 +22,7 @@ from quantum.app.backtest.report import read_values, write_report
 from quantum.app.backtest.run import Backtest, pipeline_agents
 from quantum.marketdata import Kline, replay_files, sample_files
 from quantum.serde import AvroSerde
+from tests.exit_world import SUPERVISOR_ENV, supervisor_restarts
 from topologies.apply import delete_run_topics
 from topologies.declaration import GOVERNOR_SNAPSHOTS, ORDERS, PORTFOLIO_DECISIONS, dlq_topic
 
@@ -84,7 +85,10 @@ def test_sample_to_paper_fills_with_execution_killed(settings, tmp_path: Path) -
     bars = sample_hours(5)
     agents = pipeline_agents()
     workers = [[a for a in agents if a != "execution"], ["execution"]]
-    bt = Backtest(settings, tmp_path, workers=workers, env=quick_exits_env())
+    # Supervised as in production: a kill below SIGKILLs the execution worker and its
+    # supervisor restarts it (also after a Faust restart stall or hole, docs/exits.md).
+    env = {**quick_exits_env(), **SUPERVISOR_ENV}
+    bt = Backtest(settings, tmp_path, workers=workers, env=env, supervise=True)
     execution = bt.processes[1]
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
     poisoned: set[str] = set()
@@ -102,7 +106,8 @@ def test_sample_to_paper_fills_with_execution_killed(settings, tmp_path: Path) -
         stats = bt.feed(bars, quiescence, chaos)
     finally:
         bt.stop()
-    assert execution.starts == 1 + len(kills_at)
+    extra = supervisor_restarts(execution.log_path.read_text(errors="replace"))
+    assert execution.worker_starts() == 1 + len(kills_at) + extra
     summary = write_report(settings, tmp_path, feed=vars(stats))
 
     # the cap, in the governor's book and on the venue

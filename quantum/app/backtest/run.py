@@ -4,6 +4,7 @@ all run it through `Backtest`."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from agents.registry import REGISTRY
-from agents.spec import AgentSpec
 from quantum.app.backtest.driver import FeedStats, LockstepFeed
+from quantum.app.supervisor import readers_of
 from quantum.app.worker import APP_ID
 from quantum.marketdata import Kline, RowError
+from quantum.polling import wait_until
 from quantum.quiescence import Quiescence, Reader
 from topologies.apply import apply_topology
 
@@ -31,16 +33,33 @@ def pipeline_agents() -> list[str]:
     return [name for name in REGISTRY.names() if name not in NOT_IN_BACKTEST]
 
 
-def governor_group(settings: Any) -> str:
-    """The governor's consumer group (its committed offset marks the decided prefix)."""
-    from agents.governor.io import governor_group_id
+def _kill_and_reap_wait(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGKILL a process that is not our child, and wait until it is gone (its parent
+    reaps it; /proc/<pid> then disappears)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    wait_until(
+        lambda: not _running(pid), timeout_s, f"pid {pid} to exit after SIGKILL", poll_s=0.01
+    )
 
-    return governor_group_id(settings)
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @dataclass
 class WorkerProcess:
-    """One `quantum worker` child; tests kill and restart it."""
+    """One `quantum worker` child; tests kill and restart it.
+
+    supervise: run it as `quantum worker --supervise`: then `kill()` SIGKILLs the worker
+    under the supervisor, which restarts it (as in production), and `start()` only starts
+    a supervisor that is not running; `worker_starts()` counts the worker's starts."""
 
     agents: tuple[str, ...]
     group: str
@@ -49,35 +68,46 @@ class WorkerProcess:
     proc: subprocess.Popen | None = None
     starts: int = 0
     expected_down: bool = False  # killed on purpose (a chaos test), restart pending
+    supervise: bool = False
 
     def start(self) -> None:
+        if self.supervise and self.alive():
+            return  # the supervisor restarts its worker itself
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        cmd = [sys.executable, "-m", "quantum", "worker", "--agents", ",".join(self.agents)]
+        cmd += ["--group", self.group, *(["--supervise"] if self.supervise else [])]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "quantum",
-                "worker",
-                "--agents",
-                ",".join(self.agents),
-                "--group",
-                self.group,
-            ],
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         self.expected_down = False
         self.starts += 1
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.expected_down = True
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if self.supervise:
+            for pid in self._children():
+                _kill_and_reap_wait(pid)
+            return
+        self.expected_down = True
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def _children(self) -> list[int]:
+        assert self.proc is not None
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(p) for p in path.read_text().split()]
+        except OSError:
+            return []
+
+    def worker_starts(self) -> int:
+        """Worker processes started so far (under a supervisor: its starts and restarts)."""
+        if not self.supervise:
+            return self.starts
+        return self.log_path.read_text(errors="replace").count("supervisor: worker pid ")
 
     def stop(self) -> None:
         self.expected_down = True
@@ -100,6 +130,8 @@ class Backtest:
 
     workers: the agents per worker process (default: every pipeline agent in one worker).
     env: extra environment for the workers (configuration overrides, `QT_...`).
+    supervise: run each worker under `quantum worker --supervise` (restarted when it exits
+        or stalls; see quantum/app/supervisor.py).
     """
 
     settings: Any
@@ -107,6 +139,7 @@ class Backtest:
     workers: Sequence[Sequence[str]] | None = None
     env: dict[str, str] = field(default_factory=dict)
     settle_timeout_s: float = 120.0
+    supervise: bool = False
     commit_interval_s: float = 0.005
     processes: list[WorkerProcess] = field(default_factory=list)
 
@@ -123,26 +156,20 @@ class Backtest:
                     f"{APP_ID}-{i}",
                     env,
                     self.out_dir / "logs" / f"worker-{i}.log",
+                    supervise=self.supervise,
                 )
             )
 
     def readers(self) -> tuple[list[Reader], set[str]]:
         """Who must have caught up for the pipeline to be settled, and which topics are
         written in transactions (they end with a commit marker)."""
-        topic = self.settings.topic
         readers: list[Reader] = []
         transactional: set[str] = set()
         for proc in self.processes:
-            specs: list[AgentSpec] = REGISTRY.select(",".join(proc.agents))
-            faust_reads = sorted({t for s in specs if s.kind == "faust" for t in s.reads})
-            if faust_reads:
-                group = f"{self.settings.kafka.topic_prefix}{proc.group}"
-                readers.append(Reader(group, tuple(topic(t) for t in faust_reads)))
-            for spec in specs:
-                if spec.kind == "transactional":
-                    group = governor_group(self.settings)
-                    readers.append(Reader(group, tuple(topic(t) for t in spec.reads)))
-                    transactional.update(topic(t) for t in spec.writes)
+            specs = REGISTRY.select(",".join(proc.agents))
+            more, txn = readers_of(self.settings, specs, proc.group)
+            readers.extend(more)
+            transactional |= txn
         return readers, transactional
 
     def start(self) -> Quiescence:
