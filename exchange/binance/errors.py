@@ -97,6 +97,7 @@ REJECT_CODES: Mapping[int, str] = {
     -1116: "INVALID_ORDER_TYPE",
     -1121: RejectReason.UNKNOWN_SYMBOL,
     -1122: RejectReason.SYMBOL_NOT_TRADING,
+    -1125: "INVALID_LISTEN_KEY",  # keep-alive of a key that expired: make a new one
     -2010: "NEW_ORDER_REJECTED",
     -2011: RejectReason.UNKNOWN_ORDER,  # cancel rejected: no such open order
     -2013: "ORDER_DOES_NOT_EXIST",  # query of an order Binance does not know (or forgot)

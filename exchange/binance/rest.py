@@ -59,6 +59,7 @@ from exchange.binance.errors import (
     classify_transport,
 )
 from exchange.binance.ratelimit import RateGovernor
+from exchange.binance.userstream import Fill, fill_from_user_trade
 from exchange.rules import ExchangeRules
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,8 @@ _COST: dict[str, tuple[int, int]] = {
     "open_orders_all": (40, 0),
     "open_algo_orders": (1, 0),
     "positions": (5, 0),
+    "user_trades": (5, 0),
+    "listen_key": (1, 0),
 }
 
 
@@ -475,3 +478,34 @@ class BinanceFutures:
         params = {"symbol": symbol} if symbol else {}
         raw = self._call("positions", self._client.futures_position_information, **params)
         return [PositionState.of(r) for r in raw]
+
+    def user_trades(
+        self, symbol: str, start_ms: int, *, client_ids: Mapping[int, str] | None = None
+    ) -> list[Fill]:
+        """Our fills on `symbol` since `start_ms` (up to 1,000; a 7-day window at most):
+        the resync after a user-stream reconnect. `client_ids` maps order id -> client id."""
+        raw = self._call(
+            "user_trades",
+            self._client.futures_account_trades,
+            symbol=symbol,
+            startTime=start_ms,
+            limit=1000,
+        )
+        ids = client_ids or {}
+        return [fill_from_user_trade(r, ids.get(int(r["orderId"]), "")) for r in raw]
+
+    # --- user-data stream key -------------------------------------------------------------
+
+    def create_listen_key(self) -> str:
+        """`POST /fapi/v1/listenKey` (returns the open key if one exists)."""
+        return str(self._call("listen_key", self._client.futures_stream_get_listen_key))
+
+    def keepalive_listen_key(self, listen_key: str) -> bool:
+        """`PUT /fapi/v1/listenKey`; False when the key has expired (-1125): make a new one."""
+        try:
+            self._call("listen_key", self._client.futures_stream_keepalive, listenKey=listen_key)
+        except VenueError as exc:
+            if isinstance(exc.outcome, Rejected) and exc.outcome.code == -1125:
+                return False
+            raise
+        return True

@@ -203,6 +203,42 @@ class Fill:
         )
 
 
+def fill_from_user_trade(raw: Mapping[str, Any], client_order_id: str = "") -> Fill:
+    """A fill from REST `GET /fapi/v1/userTrades` (the resync after a reconnect).
+
+    That answer has no client order id (pass it when the order is known) and no cumulative
+    quantity or order status; its key (symbol, id, orderId) is the stream's (s, t, i), so the
+    `FillDeduplicator` drops whichever of the two copies comes second. Binance's documented
+    example shows a negative `commission` where the stream's `n` is positive; a commission is
+    a cost here, stored positive.
+    """
+    w = f"userTrades {raw.get('id', '?') if isinstance(raw, Mapping) else '?'}"
+    quantity = _dec(raw, "qty", w)
+    if quantity <= ZERO:
+        raise InvalidRecord("INVALID_VALUE", f"{w}: qty {quantity} <= 0")
+    return Fill(
+        symbol=_str(raw, "symbol", w),
+        trade_id=_int(raw, "id", w),
+        order_id=_int(raw, "orderId", w),
+        client_order_id=client_order_id,
+        side=_str(raw, "side", w),
+        quantity=quantity,
+        price=_dec(raw, "price", w),
+        commission=abs(_dec(raw, "commission", w, "0")),
+        commission_asset=raw.get("commissionAsset")
+        if isinstance(raw.get("commissionAsset"), str)
+        else None,
+        realized_pnl=_dec(raw, "realizedPnl", w, "0"),
+        is_maker=_bool(raw, "maker"),
+        reduce_only=False,
+        liquidation=False,
+        cumulative_quantity=ZERO,
+        order_status="",
+        trade_time_ms=_int(raw, "time", w),
+        event_time_ms=_int(raw, "time", w),
+    )
+
+
 class AlgoStatus(StrEnum):
     NEW = "NEW"
     CANCELED = "CANCELED"
@@ -457,7 +493,10 @@ class FillDeduplicator:
     def accept(self, update: OrderUpdate) -> Fill | None:
         if not update.is_fill:
             return None
-        fill = Fill.of(update)
+        return self.accept_fill(Fill.of(update))
+
+    def accept_fill(self, fill: Fill) -> Fill | None:
+        """The fill if first seen (from the stream or a REST resync), else None."""
         if fill.key in self._seen:
             return None
         self._seen[fill.key] = fill.trade_time_ms

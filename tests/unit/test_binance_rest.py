@@ -312,3 +312,36 @@ def test_missing_or_half_credentials() -> None:
         import pickle
 
         pickle.dumps(Secret(KEY))
+
+
+# --- user stream support ----------------------------------------------------------------------
+
+
+def test_listen_key_create_keepalive_expired(rsps, venue) -> None:
+    add(rsps, "POST", "/v1/listenKey", "listen_key_created.json")
+    add(rsps, "PUT", "/v1/listenKey", "listen_key_keepalive_ok.json")
+    add(rsps, "PUT", "/v1/listenKey", "listen_key_1125.json")
+    key = venue.create_listen_key()
+    assert key.startswith("pqia91")
+    assert venue.keepalive_listen_key(key) is True
+    assert venue.keepalive_listen_key(key) is False  # expired: make a new one
+
+
+def test_reconnect_mid_fill_resyncs_from_rest_without_doubling(rsps, venue) -> None:
+    """The socket died after the partial fill; userTrades brings both fills, one is new."""
+    from exchange.binance.userstream import FillDeduplicator, parse_event
+
+    stream = json.loads((FIXTURES.parent / "userstream" / "fill_sequence.json").read_text())
+    dedup = FillDeduplicator()
+    before = [dedup.accept(parse_event(e)) for e in stream[:2]]
+    assert [f.quantity for f in before if f] == [Decimal("0.004")]
+    add(rsps, "GET", "/v1/userTrades", "user_trades.json")
+    oid = 4611875134427365377
+    trades = venue.user_trades("BTCUSDT", 1767225600000, client_ids={oid: "qt-e-7f3a9c2d41b8-0"})
+    new = [f for f in (dedup.accept_fill(t) for t in trades) if f is not None]
+    assert [(f.trade_id, f.quantity, f.price) for f in new] == [
+        (6251138923, Decimal("0.006"), Decimal("95000.20"))
+    ]
+    assert new[0].client_order_id == "qt-e-7f3a9c2d41b8-0"
+    # and when the stream's own copy arrives late, it is dropped too
+    assert dedup.accept(parse_event(stream[3])) is None
