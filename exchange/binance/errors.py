@@ -11,8 +11,9 @@ Every REST call ends in exactly one `Outcome`:
 - `RetryAfter(ms)`: nothing happened, try again after `ms`: HTTP 429 (weight or order
   limit; Binance's `Retry-After` header is in seconds), -1003 / -1015 in a 4xx body, -1021
   (timestamp outside recvWindow: resync the clock first).
-- `Halt(reason)`: stop trading now: HTTP 418 (the IP is banned for ignoring 429s), or
-  -2015 (key invalid, IP not allowed or permissions missing). A human has to look.
+- `Halt(reason)`: stop trading now: HTTP 418 (the IP is banned for ignoring 429s), HTTP 403
+  (Binance's web application firewall blocked the request), or -2015 (key invalid, IP not
+  allowed or permissions missing). A human has to look.
 - `Unknown(reason)`: the request may or may not have reached the matching engine:
   timeouts, connection resets after sending, HTTP 5xx (Binance: "the execution status is
   UNKNOWN and could have been a success"), -1006 / -1007 / -1008. The caller must resolve it by
@@ -174,6 +175,8 @@ def classify_response(status: int, text: str, headers: Mapping[str, str]) -> Out
     code, message = parse_error_body(text)
     if status == 418:
         return Halt(status, code, message, _retry_after_ms(headers, DEFAULT_418_MS))
+    if status == 403:  # WAF limit violated: the request was blocked before the API
+        return Halt(status, code, message)
     if status == 429:
         return RetryAfter(_retry_after_ms(headers, DEFAULT_429_MS), code, message)
     if status >= 500 or status == 408:

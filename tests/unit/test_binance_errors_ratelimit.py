@@ -65,6 +65,10 @@ def test_418_halts() -> None:
     assert outcome.retry_after_ms is not None and outcome.retry_after_ms > 0
 
 
+def test_waf_block_halts() -> None:
+    assert isinstance(classify_response(403, "<html>Forbidden</html>", {}), Halt)
+
+
 def test_bad_key_halts() -> None:
     assert isinstance(classify_response(401, body(-2015, "Invalid API-key"), {}), Halt)
 

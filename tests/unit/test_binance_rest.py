@@ -183,6 +183,24 @@ def test_connect_timeout_was_never_sent(rsps, venue) -> None:
     assert isinstance(caught.value.outcome, RetryAfter)
 
 
+def test_unknown_stop_is_resolved_by_its_client_algo_id(rsps, venue) -> None:
+    rsps.add("POST", f"{TESTNET}/v1/algoOrder", body=requests.exceptions.ReadTimeout())
+    add(rsps, "GET", "/v1/algoOrder", "algo_order_new.json")
+    with pytest.raises(VenueError) as caught:
+        venue.place_protective(
+            "BTCUSDT",
+            "SELL",
+            ProtectiveKind.STOP_MARKET,
+            Decimal("93100.00"),
+            Decimal("0.010"),
+            "qt-s-7f3a9c2d41b8-0",
+        )
+    assert isinstance(caught.value.outcome, Unknown)
+    found = venue.query_algo("qt-s-7f3a9c2d41b8-0")
+    assert found is not None and found.status == "NEW"  # it is in place: do not resend
+    assert sent(rsps.calls[1])["clientAlgoId"] == "qt-s-7f3a9c2d41b8-0"
+
+
 def test_protective_stop_goes_through_the_algo_api_with_our_id(rsps, venue) -> None:
     add(rsps, "POST", "/v1/algoOrder", "algo_order_new.json")
     stop = venue.place_protective(
