@@ -217,8 +217,9 @@ _COST: dict[str, tuple[int, int]] = {
 }
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
+def _monotonic_ms() -> int:
+    """The governor's clock: monotonic, so a wall-clock step can never move time back."""
+    return time.monotonic_ns() // 1_000_000
 
 
 class BinanceFutures:
@@ -230,7 +231,7 @@ class BinanceFutures:
         *,
         mainnet: bool = False,
         governor: RateGovernor | None = None,
-        clock_ms: Callable[[], int] = _wall_ms,
+        clock_ms: Callable[[], int] = _monotonic_ms,
         timeout_s: float = 10.0,
         client: Client | None = None,
     ) -> None:
