@@ -12,6 +12,8 @@ agents and topologies import it, never the other way round.
 - `exchange.model`: sides, order types, the bar type, the paper exchange's commands and events.
 - `exchange.config`: `PaperExchangeConfig` (fees, slippage, intrabar rule, funding).
 - `exchange.paper`: `PaperExchange`, a deterministic bar-driven exchange simulator.
+- `exchange.binance`: the live Binance USD-M adapter's parts (answer classification, rate
+  governor, user-data stream, rules cache, keys, the REST adapter); docs/binance.md.
 
 docs/exchange-rules.md and docs/paper-exchange.md state every rule and every source.
 """

@@ -386,6 +386,26 @@ def _parse_brackets(entry: Mapping[str, Any]) -> BracketTable:
         raise ExchangeRulesError(str(exc)) from exc
 
 
+def parse_leverage_brackets(
+    leverage_brackets: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+) -> dict[str, BracketTable]:
+    """Maintenance-margin tiers per symbol from `GET /fapi/v1/leverageBracket`.
+
+    The tables are what `exchange.margin` (maintenance margin, liquidation price) takes;
+    each is checked at construction (contiguous, rates rising, cum derived).
+    """
+    if isinstance(leverage_brackets, Mapping):
+        leverage_brackets = [leverage_brackets]
+    tables: dict[str, BracketTable] = {}
+    for entry in leverage_brackets:
+        try:
+            table = _parse_brackets(entry)
+        except (KeyError, TypeError) as exc:
+            raise ExchangeRulesError(f"malformed leverageBracket entry ({exc!r})") from exc
+        tables[table.symbol] = table
+    return tables
+
+
 def _filters(symbol: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(f["filterType"]): f for f in symbol.get("filters", [])}
 

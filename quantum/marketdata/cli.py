@@ -31,7 +31,9 @@ from quantum.marketdata.model import MarketDataError, RowError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("data", help="market data: generate synthetic klines, inspect files")
+    parser = sub.add_parser(
+        "data", help="market data: fetch real klines, generate synthetic ones, inspect files"
+    )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     gen = verbs.add_parser(
@@ -70,6 +72,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ins.add_argument("--errors", type=int, default=5, help="row errors to print (default 5)")
     ins.set_defaults(func=_inspect)
 
+    fetch = verbs.add_parser(
+        "fetch", help="download real Binance USD-M klines (public archives or REST), resumable"
+    )
+    fetch.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
+    fetch.add_argument("--start", required=True, help="first day (ISO-8601 or epoch), inclusive")
+    fetch.add_argument("--end", required=True, help="end (ISO-8601 or epoch), exclusive")
+    fetch.add_argument("--interval", default="1m", help="bar interval (default 1m)")
+    fetch.add_argument("--out", type=Path, default=Path("data/klines"), help="output directory")
+    fetch.add_argument(
+        "--source",
+        choices=("archive", "rest"),
+        default="archive",
+        help="data.binance.vision zips (default; REST for days not yet published) or REST only",
+    )
+    fetch.add_argument("--quiet", action="store_true", help="no progress lines")
+    fetch.set_defaults(func=_fetch)
+
 
 def _time(text: str | None) -> int | None:
     if text is None:
@@ -101,6 +120,29 @@ def _generate(args: argparse.Namespace, _settings: RuntimeSettings) -> int:
         print(f"{p}  {p.stat().st_size:,} bytes")
     print(f"{len(paths)} files, {total:,} bytes")
     return 0
+
+
+def _fetch(args: argparse.Namespace, _settings: RuntimeSettings) -> int:
+    from quantum.marketdata.fetch import Fetcher, FetchError, Status
+
+    start, end = _time(args.start), _time(args.end)
+    assert start is not None and end is not None
+    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        raise CliError("--symbols is empty")
+    say = (lambda _line: None) if args.quiet else (lambda line: print(line, flush=True))
+    try:
+        results = Fetcher(args.out).fetch(
+            symbols, args.interval, start, end, source=args.source, progress=say
+        )
+    except (FetchError, MarketDataError) as exc:
+        raise CliError(str(exc)) from None
+    missing = [r.name for r in results if r.status is Status.MISSING]
+    total = sum(r.size for r in results)
+    print(f"{len(results)} files in {args.out}, {total:,} bytes; {len(missing)} not available")
+    for name in missing:
+        print(f"  missing: {name}")
+    return 1 if missing else 0
 
 
 def _inspect(args: argparse.Namespace, _settings: RuntimeSettings) -> int:
