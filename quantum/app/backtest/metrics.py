@@ -8,6 +8,7 @@ Times are epoch milliseconds (UTC). docs/backtest.md, "The report", defines ever
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -147,7 +148,7 @@ def period_returns(samples: Sequence[Decimal]) -> list[float]:
     """Simple returns between consecutive samples (a sample at or below 0 ends the series:
     the account is gone, there is nothing left to return on)."""
     out: list[float] = []
-    for prev, cur in zip(samples, samples[1:], strict=False):
+    for prev, cur in itertools.pairwise(samples):
         if prev <= 0:
             break
         out.append(float(cur / prev - 1))
