@@ -216,9 +216,12 @@ def analyse(
         )
         trades.append({**t, "initial_stop": stop, "r_multiple": r})
 
+    # open at the end: the symbol's latest position record is OPEN and its intent has no
+    # closed trade (the trade and the CLOSED record are written together)
+    closed = {t["intent_id"] for t in trades}
     still_open: dict[str, dict[str, Any]] = {}
     for p in sorted(records.positions, key=lambda p: (ms(p["updated_at"]), p["symbol"])):
-        if _enum(p["status"]) == "OPEN":
+        if _enum(p["status"]) == "OPEN" and p["intent_id"] not in closed:
             still_open[p["symbol"]] = p
         else:
             still_open.pop(p["symbol"], None)
