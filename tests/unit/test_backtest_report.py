@@ -19,7 +19,7 @@ def test_summary_by_hand() -> None:
     s = analyse(w.world(), feed=w.FEED, initial_balance=w.INITIAL).summary
     assert s["trades"] == 3  # the redelivered trade counts once
     assert s["net_pnl"] == "110"  # 144 - 48 + 14
-    assert s["fees"] == "15"
+    assert s["fees"] == "16.5"  # 15 closed + d's 1.5 entry fee
     assert s["wins"] == 2 and s["win_rate"] == 0.6667
     assert s["profit_factor"] == 3.2917  # 158 / 48
     # R: a = 144 / 90 = 1.6, b = -48 / 45 = -1.0667; c has no stop order

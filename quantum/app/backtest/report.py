@@ -261,7 +261,10 @@ def analyse(
 
     results = [Decimal(t["net_pnl"]) for t in trades]
     net = sum(results, Decimal(0))
-    fees = sum((Decimal(t["fees"]) for t in trades), Decimal(0))
+    # every fee paid: the closed trades' and the entry fees of positions still open
+    fees = sum((Decimal(t["fees"]) for t in trades), Decimal(0)) + sum(
+        (Decimal(p["fees"]) for p in still_open.values()), Decimal(0)
+    )
     r_values = [t["r_multiple"] for t in trades if t["r_multiple"] is not None]
     refusals = venue_refusals(records.results)
 
