@@ -5,8 +5,9 @@
    agent — features and the 5-model ensemble, selector, sizing, the exactly-once governor,
    execution on the paper exchange, positions and exits — lock-step by event time, on a
    run-scoped topic prefix, with two damaged rows that go to the dead-letter topic;
-3. writes the report (summary.json, trades.csv) from the committed topics and re-audits the
-   governor's decisions log (open + reserved <= the cap at every offset);
+3. writes the report (summary.json, trades.csv, charts and one self-contained report.html)
+   from the committed topics and re-audits the governor's decisions log (open + reserved
+   <= the cap at every offset);
 4. prints the audit's race, simulated on one event sequence, beside ours;
 5. stops what it started.
 """
@@ -21,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from quantum.app.backtest.cli import progress_printer
+from quantum.app.backtest.cli import config_echo, progress_printer
 from quantum.app.backtest.report import write_report
 from quantum.app.backtest.run import Backtest
 from quantum.app.local_broker import local_broker
@@ -39,6 +40,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help="report folder")
     parser.add_argument("--keep-infra", action="store_true", help="leave the broker running")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to settle a bar")
+    parser.add_argument(
+        "--progress", action="store_true", help="progress line even when stderr is no terminal"
+    )
     parser.set_defaults(func=run_demo)
 
 
@@ -70,9 +74,11 @@ def run_demo(args: argparse.Namespace, settings: Any) -> int:
         backtest = Backtest(settings, out, settle_timeout_s=args.timeout)
         try:
             t0 = time.monotonic()
-            stats, _ = backtest.run(items, progress_printer(bars))
-            sys.stderr.write("\n")
-            summary = write_report(settings, out, feed=vars(stats))
+            progress = progress_printer(bars, force=args.progress)
+            stats, _ = backtest.run(items, progress)
+            if progress is not None:
+                sys.stderr.write("\n")
+            summary = write_report(settings, out, feed=vars(stats), config=config_echo(settings))
             wall = time.monotonic() - t0
         except (TimeoutError, RuntimeError) as exc:
             raise CliError(f"demo: {exc}") from exc
@@ -87,6 +93,7 @@ def run_demo(args: argparse.Namespace, settings: Any) -> int:
     _race_comparison()
     verdict = "OK" if summary["governor_audit_ok"] else "VIOLATED"
     print(f"\ngovernor audit of the committed decisions log: {verdict}")
+    print(f"\nthe report (open it in a browser): {(out / 'report.html').resolve()}")
     return 0 if summary["governor_audit_ok"] else 1
 
 
