@@ -89,7 +89,11 @@ def test_sample_to_paper_fills_with_workers_killed(settings, tmp_path: Path) -> 
     # the one with every other agent, the governor's thread included, twice) and its
     # supervisor restarts it (also after a Faust restart stall or hole, docs/exits.md).
     env = {**quick_exits_env(), **SUPERVISOR_ENV}
-    bt = Backtest(settings, tmp_path, workers=workers, env=env, supervise=True)
+    # A bar may wait for a kill, a Faust restart stall (seen in CI: faust-streaming #596),
+    # the supervisor's 60 s stall timeout and a second start: more than the default 120 s.
+    bt = Backtest(
+        settings, tmp_path, workers=workers, env=env, supervise=True, settle_timeout_s=300
+    )
     others, execution = bt.processes
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
     poisoned: set[str] = set()
