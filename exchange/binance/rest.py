@@ -485,6 +485,13 @@ class BinanceFutures:
     ) -> list[Fill]:
         """Our fills on `symbol` since `start_ms` (up to 1,000; a 7-day window at most):
         the resync after a user-stream reconnect. `client_ids` maps order id -> client id."""
+        raw = self.user_trade_rows(symbol, start_ms)
+        ids = client_ids or {}
+        return [fill_from_user_trade(r, ids.get(int(r["orderId"]), "")) for r in raw]
+
+    def user_trade_rows(self, symbol: str, start_ms: int) -> list[dict[str, Any]]:
+        """The raw userTrades rows since `start_ms` (up to 1,000), as Binance sent them: the
+        user-stream client forwards them untouched for the agent to parse."""
         raw = self._call(
             "user_trades",
             self._client.futures_account_trades,
@@ -492,8 +499,7 @@ class BinanceFutures:
             startTime=start_ms,
             limit=1000,
         )
-        ids = client_ids or {}
-        return [fill_from_user_trade(r, ids.get(int(r["orderId"]), "")) for r in raw]
+        return [dict(r) for r in raw]
 
     # --- user-data stream key -------------------------------------------------------------
 
