@@ -122,17 +122,21 @@ def _userstream(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _feed(args: argparse.Namespace, settings: Any) -> int:
-    from agents.binance_exchange.feed import KlineFeed, rest_klines
+    from agents.binance_exchange.feed import KlineFeed, rest_klines, resume_points
     from agents.binance_exchange.sink import KafkaSink
+    from quantum.serde import AvroSerde
 
     config = _config(settings)
+    symbols = _symbols(args.symbols)
+    serde = AvroSerde.from_settings(settings)
     stop = _stop_flag()
     feed = KlineFeed(
-        KafkaSink(settings),
-        _symbols(args.symbols),
+        KafkaSink(settings, serde),
+        symbols,
         args.interval,
         rest=rest_klines(mainnet=config.mainnet),
         mainnet=config.mainnet,
+        resume=resume_points(settings, serde, symbols, args.interval),
     )
     feed.run(stop.is_set)
     print(f"feed: {feed.stats}", file=sys.stderr)
