@@ -160,6 +160,7 @@ class BinanceVenueCore:
         self._by_order_id: dict[int, str] = {}  # Binance orderId -> our client id
         self._algo_links: dict[int, str] = {}  # a triggered algo's orderId -> its client id
         self._holders: dict[str, Holder] = {}
+        self._orphans: dict[int, list[Fill]] = {}  # fills of orders not (yet) known, by orderId
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -373,6 +374,9 @@ class BinanceVenueCore:
                 outcome = Outcome(notes=(f"{type(event).__name__}: nothing to report",))
         for key in self._dedup.prune_keys(self._clock):
             self._fill_changes[key] = None
+        horizon = self._clock - self._cfg.fill_memory_ms
+        for order_id in [i for i, fs in self._orphans.items() if fs[-1].trade_time_ms < horizon]:
+            del self._orphans[order_id]
         return outcome
 
     def _client_id_of(self, order_id: object) -> str | None:
@@ -407,11 +411,15 @@ class BinanceVenueCore:
         known = self._sent.get(u.client_algo_id)
         if known is None:
             return self._foreign(u.symbol, u.client_algo_id, u.event_time_ms, str(u.status))
+        claimed = Outcome()
         if u.actual_order_id.isdigit():
-            self._algo_links[int(u.actual_order_id)] = u.client_algo_id
+            actual = int(u.actual_order_id)
+            self._algo_links[actual] = u.client_algo_id
+            claimed = self._claim_orphans(actual)
         status = _ALGO_STATUS[str(u.status)]
         if u.status in (AlgoStatus.TRIGGERING, AlgoStatus.TRIGGERED, AlgoStatus.FINISHED):
-            return Outcome(notes=(f"{u.client_algo_id}: algo {u.status}",))
+            note = f"{u.client_algo_id}: algo {u.status}"
+            return replace(claimed, notes=(*claimed.notes, note))
         reason = None if status is ReportStatus.NEW else (u.reject_reason or f"BINANCE_{u.status}")
         return self._status_report(known, status, u.event_time_ms, reason)
 
@@ -449,7 +457,22 @@ class BinanceVenueCore:
         if known is None:
             if fill.liquidation:
                 return Outcome(reports=(self._liquidated(fill),))
+            # perhaps a triggered algo order's fill ahead of the ALGO_UPDATE naming its
+            # orderId: kept, reported when that link arrives; alerted meanwhile
+            self._orphans.setdefault(fill.order_id, []).append(fill)
             return self._foreign(fill.symbol, fill.client_order_id, fill.event_time_ms, "fill")
+        return self._apply_fill(known, fill)
+
+    def _claim_orphans(self, order_id: int) -> Outcome:
+        """Fills of `order_id` that came before it was known, applied now, in order."""
+        reports: list[VenueReport] = []
+        for fill in sorted(self._orphans.pop(order_id, []), key=lambda f: f.trade_time_ms):
+            known = self._owner(fill.client_order_id, fill.order_id)
+            if known is not None:
+                reports += self._apply_fill(known, fill).reports
+        return Outcome(reports=tuple(reports))
+
+    def _apply_fill(self, known: SentOrder, fill: Fill) -> Outcome:
         order = known.order
         filled = known.filled_quantity + fill.quantity
         notional = known.filled_notional + fill.quantity * fill.price
@@ -706,6 +729,7 @@ class BinanceVenueCore:
             "margin_set": sorted(self._margin_set),
             "algo_links": {str(k): v for k, v in sorted(self._algo_links.items())},
             "holders": {s: [h.intent_id, h.leverage] for s, h in sorted(self._holders.items())},
+            "orphans": [to_avro(f) for fills in self._orphans.values() for f in fills],
             "clock": self._clock,
             "seq": self._seq,
         }
@@ -728,6 +752,9 @@ class BinanceVenueCore:
             core._margin_set = set(snapshot["margin_set"])
             core._algo_links = {int(k): v for k, v in snapshot["algo_links"].items()}
             core._holders = {s: Holder(i, int(lev)) for s, (i, lev) in snapshot["holders"].items()}
+            for d in snapshot.get("orphans", []):
+                fill = from_avro(Fill, d)
+                core._orphans.setdefault(fill.order_id, []).append(fill)
             core._clock = int(snapshot["clock"])
             core._seq = int(snapshot["seq"])
         for s in sorted(sent, key=lambda s: s.seq):

@@ -390,3 +390,20 @@ def test_any_replay_order_and_duplication_reports_each_fill_once(picks, resynced
     unique = sorted(set(picks))
     assert sorted(int(f.trade_id) - 100 for f in fills) == unique
     assert fills[-1].filled_quantity == sum(Decimal(qty[n]) for n in unique)
+
+
+def test_a_triggered_stop_s_fill_ahead_of_its_algo_update_is_reported_once_linked() -> None:
+    core = placed_entry()
+    for m in events("fill_sequence.json"):
+        core.on_user_event(stream(m))
+    run(core, stop(), binance())
+    new, triggered, fill, *rest = events("algo_stop.json")
+    early = core.on_user_event(stream(fill))  # the fill overtakes ALGO_UPDATE TRIGGERED
+    assert early.reports == () and [a.kind for a in early.alerts] == [AlertKind.FOREIGN_ORDER]
+    # a restart in between keeps it
+    sent = [v for v in core.take_changes().values() if v]
+    fills = [(k, t) for k, t in core.take_fill_changes().items() if t is not None]
+    core = BinanceVenueCore.restore(None, core.snapshot(), sent, fills)
+    outs = [core.on_user_event(stream(m)) for m in (new, triggered, fill, *rest)]
+    (linked,) = fills_of(outs)
+    assert linked.client_order_id == STOP and linked.status == ReportStatus.FILLED
