@@ -190,7 +190,12 @@ def connect(config: BinanceVenueConfig) -> BinanceFutures:
     """The REST adapter with the keys from the environment or secrets file."""
     from exchange.binance.credentials import Credentials
 
-    venue = BinanceFutures(Credentials.load(), mainnet=config.mainnet, timeout_s=config.timeout_s)
+    venue = BinanceFutures(
+        Credentials.load(),
+        mainnet=config.mainnet,
+        timeout_s=config.timeout_s,
+        rest_url=config.rest_url,
+    )
     log.warning("binance_exchange: trading on %r", venue)
     return venue
 

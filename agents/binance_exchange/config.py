@@ -4,8 +4,9 @@ talks to Binance (section `binance_exchange`)."""
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -53,6 +54,9 @@ class BinanceVenueConfig(BaseModel):
     fill_memory_ms: 604800000 (7 days). How long a fill's key (symbol, trade id, order id)
         is remembered to drop its copies: longer than any resync reaches back (userTrades
         answers at most a 7-day window).
+    rest_url: None. Binance's own REST base (testnet or mainnet) unless set; may only name
+        a loopback host (e.g. http://127.0.0.1:8765/fapi, a local replay of recorded
+        answers): the signed requests carry the API key, so they never go anywhere else.
     reconcile_every_ms: 60000. The reconciliation loop's period (`quantum reconcile
         --loop`); one positionRisk + openOrders + openAlgoOrders (weight 46) a minute.
     """
@@ -71,7 +75,18 @@ class BinanceVenueConfig(BaseModel):
     order_memory_ms: int = Field(3 * DAY_MS, ge=0)
     order_memory_max: int = Field(20_000, ge=1)
     fill_memory_ms: int = Field(7 * DAY_MS, ge=0)
+    rest_url: str | None = None
     reconcile_every_ms: int = Field(60_000, ge=1_000)
+
+    @field_validator("rest_url")
+    @classmethod
+    def _loopback_only(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        host = urlparse(url).hostname or ""
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"rest_url must be a loopback address, not {host!r}")
+        return url
 
 
 class VenueKindError(RuntimeError):

@@ -234,6 +234,7 @@ class BinanceFutures:
         clock_ms: Callable[[], int] = _monotonic_ms,
         timeout_s: float = 10.0,
         client: Client | None = None,
+        rest_url: str | None = None,
     ) -> None:
         self.mainnet = mainnet
         self._credentials = credentials
@@ -247,6 +248,8 @@ class BinanceFutures:
             ping=False,  # no request at construction; the first call is the first request
             requests_params={"timeout": timeout_s},
         )
+        if rest_url is not None:  # a local replay of Binance (tests); never a remote host
+            self._client.FUTURES_URL = self._client.FUTURES_TESTNET_URL = rest_url
 
     def __repr__(self) -> str:
         venue = "mainnet" if self.mainnet else "testnet"

@@ -10,7 +10,9 @@ id it never saw)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -33,8 +35,10 @@ def params(request: Any) -> dict[str, str]:
 
 
 class FakeBinance:
-    def __init__(self, rsps: responses.RequestsMock, base: str = TESTNET) -> None:
-        self.rsps = rsps
+    """Pass a `responses` mock to answer python-binance in this process, or call
+    `serve()` for a real HTTP server on 127.0.0.1 (another process's python-binance)."""
+
+    def __init__(self, rsps: responses.RequestsMock | None = None, base: str = TESTNET) -> None:
         self.base = base
         self.orders: dict[str, dict[str, Any]] = {}  # client id -> order body
         self.algos: dict[str, dict[str, Any]] = {}  # client algo id -> algo body
@@ -42,35 +46,73 @@ class FakeBinance:
         self.sent: list[tuple[str, str, dict[str, str]]] = []  # method, path, params
         self.on_request: Any = None  # (method, path) -> None, before the answer
         self._next_id = 4611875134427365377
-        for method, path, handler in (
-            ("GET", "/v1/order", self._query_order),
-            ("POST", "/v1/order", self._new_order),
-            ("GET", "/v1/algoOrder", self._query_algo),
-            ("POST", "/v1/algoOrder", self._new_algo),
-            ("DELETE", "/v1/algoOrder", self._cancel_algo),
-            ("POST", "/v1/marginType", lambda p: self._replay("margin_type_ok.json")),
-            ("POST", "/v1/leverage", self._leverage),
-        ):
-            rsps.add_callback(method, f"{base}{path}", callback=self._wrap(method, path, handler))
+        self._lock = threading.Lock()
+        self.routes = {
+            ("GET", "/v1/order"): self._query_order,
+            ("POST", "/v1/order"): self._new_order,
+            ("GET", "/v1/algoOrder"): self._query_algo,
+            ("POST", "/v1/algoOrder"): self._new_algo,
+            ("DELETE", "/v1/algoOrder"): self._cancel_algo,
+            ("POST", "/v1/marginType"): lambda p: self._replay("margin_type_ok.json"),
+            ("POST", "/v1/leverage"): self._leverage,
+        }
+        if rsps is not None:
+            for method, path in self.routes:
+                rsps.add_callback(method, f"{base}{path}", callback=self._callback(method, path))
 
-    def fail_next(self, method: str, path: str, name: str) -> None:
-        self.failures[(method, path)].append(name)
-
-    def calls(self, method: str, path: str) -> list[dict[str, str]]:
-        return [p for m, q, p in self.sent if (m, q) == (method, path)]
-
-    def _wrap(self, method: str, path: str, handler: Any) -> Any:
-        def callback(request: Any) -> tuple[int, dict[str, str], str]:
-            p = params(request)
+    def handle(self, method: str, path: str, p: dict[str, str]) -> tuple[int, dict, str]:
+        """The answer to one request (status, headers, JSON text)."""
+        with self._lock:
             self.sent.append((method, path, p))
             if self.on_request is not None:
                 self.on_request(method, path)
             queued = self.failures[(method, path)]
             if queued:
                 return self._replay(queued.popleft())
-            return handler(p)
+            route = self.routes.get((method, path))
+            if route is None:
+                return 404, {}, json.dumps({"code": -1, "msg": f"no route {method} {path}"})
+            return route(p)
 
-        return callback
+    def _callback(self, method: str, path: str) -> Any:
+        return lambda request: self.handle(method, path, params(request))
+
+    def serve(self) -> tuple[ThreadingHTTPServer, str]:
+        """A real HTTP server on 127.0.0.1 answering like `handle`; (server, REST base URL).
+        Stop it with `server.shutdown()`."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                p = {k: v[0] for k, v in parse_qs(url.query or body).items()}
+                if body and url.query:
+                    p.update({k: v[0] for k, v in parse_qs(body).items()})
+                status, headers, text = fake.handle(self.command, url.path.removeprefix("/fapi"), p)
+                data = text.encode()
+                self.send_response(status)
+                for k, v in {**headers, "Content-Type": "application/json"}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_address[1]}/fapi"
+
+    def fail_next(self, method: str, path: str, name: str) -> None:
+        self.failures[(method, path)].append(name)
+
+    def calls(self, method: str, path: str) -> list[dict[str, str]]:
+        return [p for m, q, p in self.sent if (m, q) == (method, path)]
 
     @staticmethod
     def _replay(name: str, body: Any = None) -> tuple[int, dict[str, str], str]:
