@@ -3,10 +3,12 @@ execution.results (+ governor Halt commands and alerts).
 
 One instance over every partition (the account is one: leverage, margin type and the
 rate limits span every symbol), bound by the stateful shell (agents/stateful.py). Its
-state is in parts: one per client id received (`s:<client id>`, the idempotency table),
-one per fill key remembered (`f:<symbol>:<trade id>:<order id>`, the dedup), and `venue`
-(leverage and margin type set, algo links, holders, clock). Parts are written after the
-record, client ids first, then fills, then `venue`.
+state is in parts: one per client id received (`s:<client id>`, the idempotency table,
+holding the keys of the fills applied to that order beside its cumulative quantity, so
+the two are always written together) and `venue` (leverage and margin type set, algo
+links, holders, liquidation fill keys, fills waiting for their order, clock). Parts are
+written after the record, client ids first, then `venue`; a redelivered fill whose order
+part was written is recognised by its key there.
 
 `VenueCalls` makes the core's calls on `exchange.binance.rest.BinanceFutures`. The calls
 block the worker's event loop for their duration (python-binance is synchronous): run
@@ -52,7 +54,6 @@ log = logging.getLogger(__name__)
 
 VENUE_PART = "venue"
 SENT_PART = "s:"
-FILL_PART = "f:"
 PORTFOLIO_KEY = b"portfolio"
 ZERO = Decimal(0)
 
@@ -155,8 +156,6 @@ class BinanceVenueProcessor:
             SENT_PART + coid: None if sent is None else sent_to_json(sent)
             for coid, sent in self.core.take_changes().items()
         }
-        for (symbol, trade_id, order_id), traded in self.core.take_fill_changes().items():
-            parts[f"{FILL_PART}{symbol}:{trade_id}:{order_id}"] = traded
         parts[VENUE_PART] = self.core.snapshot()
         return parts
 
@@ -177,12 +176,7 @@ def make_processor(
     """The processor a table's parts describe (None: a first start)."""
     parts = parts or {}
     sent = [sent_from_json(v) for k, v in parts.items() if k.startswith(SENT_PART)]
-    fills = []
-    for k, traded in parts.items():
-        if k.startswith(FILL_PART):
-            symbol, trade_id, order_id = k[len(FILL_PART) :].split(":")
-            fills.append(((symbol, int(trade_id), int(order_id)), int(traded)))
-    core = BinanceVenueCore.restore(config, parts.get(VENUE_PART), sent, fills)
+    core = BinanceVenueCore.restore(config, parts.get(VENUE_PART), sent)
     return BinanceVenueProcessor(core, calls)
 
 

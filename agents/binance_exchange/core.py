@@ -156,7 +156,7 @@ class BinanceVenueCore:
         self._changes: dict[str, SentOrder | None] = {}
         self._progress: _Progress | None = None
         self._dedup = FillDeduplicator(self._cfg.fill_memory_ms)
-        self._fill_changes: dict[tuple[str, int, int], int | None] = {}
+        self._liquidations: dict[str, int] = {}  # fill key -> trade time (no order of ours)
         self._by_order_id: dict[int, str] = {}  # Binance orderId -> our client id
         self._algo_links: dict[int, str] = {}  # a triggered algo's orderId -> its client id
         self._holders: dict[str, Holder] = {}
@@ -372,9 +372,10 @@ class BinanceVenueCore:
                 outcome = self._on_algo_update(event)
             else:
                 outcome = Outcome(notes=(f"{type(event).__name__}: nothing to report",))
-        for key in self._dedup.prune_keys(self._clock):
-            self._fill_changes[key] = None
+        self._dedup.prune_keys(self._clock)
         horizon = self._clock - self._cfg.fill_memory_ms
+        for key in [k for k, t in self._liquidations.items() if t < horizon]:
+            del self._liquidations[key]
         for order_id in [i for i, fs in self._orphans.items() if fs[-1].trade_time_ms < horizon]:
             del self._orphans[order_id]
         return outcome
@@ -449,13 +450,13 @@ class BinanceVenueCore:
         first = self._dedup.accept_fill(fill)
         if first is None:
             return Outcome(notes=(f"fill {fill.key}: seen before",))
-        self._fill_changes[fill.key] = fill.trade_time_ms
         known = self._owner(fill.client_order_id, fill.order_id)
         if known is None and (fill.liquidation or fill.client_order_id == ""):
             known_by_id = self._client_id_of(fill.order_id)
             known = self._sent.get(known_by_id) if known_by_id else None
         if known is None:
             if fill.liquidation:
+                self._liquidations[fill_key(fill)] = fill.trade_time_ms
                 return Outcome(reports=(self._liquidated(fill),))
             # perhaps a triggered algo order's fill ahead of the ALGO_UPDATE naming its
             # orderId: kept, reported when that link arrives; alerted meanwhile
@@ -474,6 +475,9 @@ class BinanceVenueCore:
 
     def _apply_fill(self, known: SentOrder, fill: Fill) -> Outcome:
         order = known.order
+        key = fill_key(fill)
+        if key in known.fill_keys:  # applied before a crash cut its other parts' writes
+            return Outcome(notes=(f"fill {key}: already in {order.client_order_id}",))
         filled = known.filled_quantity + fill.quantity
         notional = known.filled_notional + fill.quantity * fill.price
         status = ReportStatus.FILLED if filled >= order.quantity else ReportStatus.PARTIALLY_FILLED
@@ -485,6 +489,7 @@ class BinanceVenueCore:
             updated_at=max(known.updated_at, fill.event_time_ms),
             filled_quantity=filled,
             filled_notional=notional,
+            fill_keys=(*known.fill_keys, key),
         )
         self._put(updated)
         if not order.reduce_only:
@@ -539,11 +544,6 @@ class BinanceVenueCore:
             event_time_ms=at,
         )
         return Outcome(alerts=(alert,), notes=(f"{client_id}: not ours ({what})",))
-
-    def take_fill_changes(self) -> dict[tuple[str, int, int], int | None]:
-        """Fill keys remembered (trade time) or forgotten (None) since the last call."""
-        changes, self._fill_changes = self._fill_changes, {}
-        return changes
 
     # ---- building blocks ---------------------------------------------------------------------
 
@@ -730,6 +730,7 @@ class BinanceVenueCore:
             "algo_links": {str(k): v for k, v in sorted(self._algo_links.items())},
             "holders": {s: [h.intent_id, h.leverage] for s, h in sorted(self._holders.items())},
             "orphans": [to_avro(f) for fills in self._orphans.values() for f in fills],
+            "liquidations": dict(sorted(self._liquidations.items())),
             "clock": self._clock,
             "seq": self._seq,
         }
@@ -740,7 +741,6 @@ class BinanceVenueCore:
         config: BinanceVenueConfig | None,
         snapshot: dict[str, Any] | None,
         sent: Iterable[SentOrder] = (),
-        fills: Iterable[tuple[tuple[str, int, int], int]] = (),
     ) -> BinanceVenueCore:
         """The core a snapshot and the remembered client ids describe. A halt is not
         restored: the governor keeps its own, and a restarted process asks Binance anew."""
@@ -762,8 +762,29 @@ class BinanceVenueCore:
             core._seq = max(core._seq, s.seq)
             if s.exchange_id is not None and not is_algo(s.order):
                 core._by_order_id[s.exchange_id] = s.order.client_order_id
-        core._dedup = FillDeduplicator.restore(fills, core._cfg.fill_memory_ms)
+        core._liquidations = {
+            k: int(t) for k, t in (snapshot or {}).get("liquidations", {}).items()
+        }
+        keys = [
+            *(k for s in core._sent.values() for k in s.fill_keys),
+            *core._liquidations,
+            *(fill_key(f) for fills in core._orphans.values() for f in fills),
+        ]
+        # trade times are not kept per key: a restored key is remembered from now
+        core._dedup = FillDeduplicator.restore(
+            ((_key_of(k), core._clock) for k in keys), core._cfg.fill_memory_ms
+        )
         return core
+
+
+def fill_key(fill: Fill) -> str:
+    """`<symbol>:<trade id>:<order id>`: the deduplicator's key as text."""
+    return f"{fill.symbol}:{fill.trade_id}:{fill.order_id}"
+
+
+def _key_of(text: str) -> tuple[str, int, int]:
+    symbol, trade_id, order_id = text.split(":")
+    return symbol, int(trade_id), int(order_id)
 
 
 def _average(sent: SentOrder) -> Decimal | None:

@@ -80,6 +80,9 @@ class SentOrder:
     exchange_id: int | None = None  # orderId / algoId, once Binance answered
     filled_quantity: Decimal = Decimal(0)  # sum of the fills seen (deduplicated)
     filled_notional: Decimal = Decimal(0)  # sum of quantity x price of those fills
+    # "<symbol>:<trade id>:<order id>" of every fill applied: kept with the cumulative
+    # quantity in one state part, so a crash can never store one without the other
+    fill_keys: tuple[str, ...] = ()
 
 
 class EventSource(StrEnum):
