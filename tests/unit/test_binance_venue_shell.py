@@ -255,3 +255,25 @@ def test_halt_records_are_governor_commands_on_the_portfolio_topic(binance: Fake
     outs = grant(bus)
     portfolio = [o for o in outs if o.topic == PORTFOLIO]
     assert any(o.key == b"portfolio" for o in portfolio)
+
+
+def test_no_key_or_secret_in_any_record_or_log_line(binance: FakeBinance, caplog) -> None:
+    key, secret = "qtLEAKkeyZZZZ0123456789abcdef", "qtLEAKsecretYYYY9876543210fedc"
+    creds = Credentials.load({"QT_BINANCE__API_KEY": key, "QT_BINANCE__API_SECRET": secret})
+    cfg = BinanceVenueConfig()
+    clock = Clock()
+    clock.slept = []
+    calls = VenueCalls(BinanceFutures(creds, clock_ms=clock), cfg, sleep=clock.sleep)
+    bus = LiveBus(
+        ExecutionProcessor(ExecutionCore(ExecutionConfig(), TICKS), Ledger(), None),
+        make_processor(cfg, calls, None),  # type: ignore[arg-type]
+        PositionsProcessor(PositionsCore(None, liquidation_from_rules(RULES)), {}, None),
+    )
+    caplog.set_level("DEBUG")
+    for fixture_name in ("http_503.json", "order_4164.json", "http_429.json", "http_418.json"):
+        binance.fail_next("POST", "/v1/order", fixture_name)
+    outs = grant(bus) + grant(bus, "i2", 2, "ETHUSDT")
+    text = json.dumps([o.value for o in bus.log + outs], default=str) + caplog.text
+    text += repr(bus.venue.calls.venue) + json.dumps(bus.tables, default=str)
+    assert key not in text and secret not in text
+    assert any(sent for sent in binance.sent)  # the calls did happen
