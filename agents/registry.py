@@ -25,6 +25,7 @@ AGENT_PACKAGES = (
     "governor",
     "execution",
     "paper_exchange",
+    "binance_exchange",
     "positions",
     "harvest",
     "exit_guard",

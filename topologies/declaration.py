@@ -32,6 +32,7 @@ TRADES = "trades"
 POSITIONS = "positions"
 EXIT_INTENTS = "exit.intents"
 RISK_WARNINGS = "risk.warnings"
+BINANCE_USER_EVENTS = "binance.user-events"
 PASSTHROUGH_OUT = "smoke.passthrough"
 
 SNAPSHOT_MAX_BYTES = 16 * 1024 * 1024  # max.message.bytes of the governor's snapshots topic
@@ -212,6 +213,13 @@ TOPOLOGY = Topology(
             "Risk conditions handled by a default, never silently (a position without a "
             "stop-loss got the default stop); for operators and reports.",
             retention_ms=-1,
+        ),
+        TopicSpec(
+            BINANCE_USER_EVENTS,
+            1,
+            "binance.user-events.avsc",
+            "Binance user-data stream messages and the userTrades rows of each resync, as "
+            "Binance sent them (live venue only); one partition, in arrival order.",
         ),
         TopicSpec(
             PASSTHROUGH_OUT,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.binance_exchange.config import check_venue_kind
 from agents.paper_exchange.codec import order_from_avro, report_to_avro
 from agents.paper_exchange.config import PaperVenueConfig
 from agents.paper_exchange.core import VenueCore, known_from_json, known_to_json
@@ -68,6 +69,7 @@ def make_processor(
 
 
 def register(ctx: AgentContext) -> None:
+    check_venue_kind(ctx.settings, "paper")  # QT_VENUE__KIND=binance runs binance_exchange
     config: PaperVenueConfig = ctx.config or PaperVenueConfig()
     rules = ExchangeRules.bundled()
 

@@ -234,6 +234,7 @@ class BinanceFutures:
         clock_ms: Callable[[], int] = _monotonic_ms,
         timeout_s: float = 10.0,
         client: Client | None = None,
+        rest_url: str | None = None,
     ) -> None:
         self.mainnet = mainnet
         self._credentials = credentials
@@ -247,6 +248,8 @@ class BinanceFutures:
             ping=False,  # no request at construction; the first call is the first request
             requests_params={"timeout": timeout_s},
         )
+        if rest_url is not None:  # a local replay of Binance (tests); never a remote host
+            self._client.FUTURES_URL = self._client.FUTURES_TESTNET_URL = rest_url
 
     def __repr__(self) -> str:
         venue = "mainnet" if self.mainnet else "testnet"
@@ -485,6 +488,13 @@ class BinanceFutures:
     ) -> list[Fill]:
         """Our fills on `symbol` since `start_ms` (up to 1,000; a 7-day window at most):
         the resync after a user-stream reconnect. `client_ids` maps order id -> client id."""
+        raw = self.user_trade_rows(symbol, start_ms)
+        ids = client_ids or {}
+        return [fill_from_user_trade(r, ids.get(int(r["orderId"]), "")) for r in raw]
+
+    def user_trade_rows(self, symbol: str, start_ms: int) -> list[dict[str, Any]]:
+        """The raw userTrades rows since `start_ms` (up to 1,000), as Binance sent them: the
+        user-stream client forwards them untouched for the agent to parse."""
         raw = self._call(
             "user_trades",
             self._client.futures_account_trades,
@@ -492,8 +502,7 @@ class BinanceFutures:
             startTime=start_ms,
             limit=1000,
         )
-        ids = client_ids or {}
-        return [fill_from_user_trade(r, ids.get(int(r["orderId"]), "")) for r in raw]
+        return [dict(r) for r in raw]
 
     # --- user-data stream key -------------------------------------------------------------
 

@@ -28,7 +28,7 @@ of the account's own orders (two real fills), while a replay repeats the order i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -507,11 +507,30 @@ class FillDeduplicator:
 
     def prune(self, now_ms: int) -> int:
         """Forget fills traded before now - horizon; returns how many were forgotten."""
+        return len(self.prune_keys(now_ms))
+
+    def prune_keys(self, now_ms: int) -> list[tuple[str, int, int]]:
+        """Forget fills traded before now - horizon; returns their keys (for a store that
+        keeps one entry per fill)."""
         cutoff = now_ms - self._horizon
         old = [k for k, t in self._seen.items() if t < cutoff]
         for k in old:
             del self._seen[k]
-        return len(old)
+        return old
+
+    def items(self) -> list[tuple[tuple[str, int, int], int]]:
+        """(key, trade time) of every remembered fill: what `restore` takes back."""
+        return list(self._seen.items())
+
+    @classmethod
+    def restore(
+        cls, items: Iterable[tuple[tuple[str, int, int], int]], horizon_ms: int = 7 * 86_400_000
+    ) -> FillDeduplicator:
+        """A deduplicator that remembers `items` (from `items()` of an earlier one)."""
+        dedup = cls(horizon_ms)
+        for (symbol, trade_id, order_id), traded in items:
+            dedup._seen[(str(symbol), int(trade_id), int(order_id))] = int(traded)
+        return dedup
 
     def __len__(self) -> int:
         return len(self._seen)

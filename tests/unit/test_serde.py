@@ -265,6 +265,12 @@ def sample_records() -> dict[str, dict[str, Any]]:
             "detail": "no stop-loss on the position: the default stop is in force",
             "event_time": T0,
         },
+        "binance.user-events.avsc": {
+            "event_id": "ORDER_TRADE_UPDATE:1767225600107:BTCUSDT:6251138922",
+            "source": "STREAM",
+            "payload": '{"e": "ORDER_TRADE_UPDATE", "E": 1767225600107}',
+            "event_time": T0,
+        },
         "dead_letter.avsc": {
             "source_topic": "market.ticks",
             "source_partition": 3,

@@ -25,8 +25,9 @@ from topologies.apply import apply_topology
 
 REPO = Path(__file__).resolve().parents[3]
 
-# Every registered agent except the smoke-test relay takes part in a backtest.
-NOT_IN_BACKTEST = frozenset({"passthrough"})
+# Every registered agent takes part in a backtest but the smoke-test relay and the live
+# venue (a backtest trades on the paper exchange).
+NOT_IN_BACKTEST = frozenset({"passthrough", "binance_exchange"})
 
 
 def pipeline_agents() -> list[str]:
