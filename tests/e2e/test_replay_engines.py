@@ -66,11 +66,11 @@ def test_replay_recorded_bars_with_another_config(settings, tmp_path: Path) -> N
     try:
         stats, _ = Backtest(recorded, out, env=crossover_env(), engine="inprocess").run(bars)
         write_report(recorded, out, feed=vars(stats))
-        config = tmp_path / "wide.toml"
-        config.write_text("[execution]\nstop_loss_pct = 0.02\ntake_profit_pct = 0.03\n")
+        config = tmp_path / "tight.toml"
+        config.write_text("[execution]\nstop_loss_pct = 0.003\ntake_profit_pct = 0.004\n")
         parser = build_parser()
         replays = {}
-        for name, extra in (("same", []), ("wide", ["--config", str(config)])):
+        for name, extra in (("same", []), ("tight", ["--config", str(config)])):
             args = parser.parse_args(
                 ["replay", "--from-prefix", f"{prefix}rec.", "--to-prefix", f"{prefix}{name}."]
                 + ["--out", str(tmp_path / name), "--quiet", *extra]
@@ -78,16 +78,16 @@ def test_replay_recorded_bars_with_another_config(settings, tmp_path: Path) -> N
             # the recorded run's overrides, as the environment of the replay
             with pytest.MonkeyPatch.context() as mp:
                 for k, v in crossover_env().items():
-                    if not (name == "wide" and k.startswith("QT_EXECUTION__")):
+                    if not (name == "tight" and k.startswith("QT_EXECUTION__")):
                         mp.setenv(k, v)
                 assert args.func(args, settings) == 0
             replays[name] = tmp_path / name
     finally:
         delete_run_topics(recorded)
     assert (replays["same"] / "trades.csv").read_bytes() == (out / "trades.csv").read_bytes()
-    wide = json.loads((replays["wide"] / "summary.json").read_text())
-    assert wide != json.loads((out / "summary.json").read_text())
-    result = compare(out, replays["wide"])
+    tight = json.loads((replays["tight"] / "summary.json").read_text())
+    assert tight != json.loads((out / "summary.json").read_text())
+    result = compare(out, replays["tight"])
     changed = {r["field"] for r in result["fields"] if not r["same"]}
     assert "trades" in changed or "net_pnl" in changed
     assert result["equity"]["A"] and result["equity"]["B"]

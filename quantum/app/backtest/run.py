@@ -262,9 +262,10 @@ def run_settings(settings: Any, env: dict[str, str]) -> Any:
     from quantum.app.settings import Settings
 
     saved = dict(os.environ)
+    child = settings.child_env(**env)  # (read before the environment is swapped)
     try:
         os.environ.clear()
-        os.environ.update(settings.child_env(**env))
+        os.environ.update(child)
         return Settings()
     finally:
         os.environ.clear()
