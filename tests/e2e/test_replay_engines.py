@@ -71,10 +71,8 @@ def test_replay_recorded_bars_with_another_config(settings, tmp_path: Path) -> N
         parser = build_parser()
         replays = {}
         for name, extra in (("same", []), ("tight", ["--config", str(config)])):
-            args = parser.parse_args(
-                ["replay", "--from-prefix", f"{prefix}rec.", "--to-prefix", f"{prefix}{name}."]
-                + ["--out", str(tmp_path / name), "--quiet", *extra]
-            )
+            argv = ["replay", "--from-prefix", f"{prefix}rec.", "--to-prefix", f"{prefix}{name}."]
+            args = parser.parse_args([*argv, "--out", str(tmp_path / name), "--quiet", *extra])
             # the recorded run's overrides, as the environment of the replay
             with pytest.MonkeyPatch.context() as mp:
                 for k, v in crossover_env().items():

@@ -2,8 +2,9 @@
 
 Reads each folder's `summary.json`, `run.json` (if any) and `trades.csv`, prints one table
 (every summary field of either run, A, B, and B - A where both are numbers), and writes
-`compare.json` (the table, both equity curves) and `compare.png` (the two equity curves,
-cumulative net PnL at each trade's exit, on one chart) into the output folder.
+`compare.json` (the table, both equity curves, the paths of each report's own pictures) and
+`compare.png` (the two equity curves, cumulative net PnL at each trade's exit, on one
+chart) into the output folder.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def _load(folder: Path) -> dict[str, Any]:
         "summary": json.loads(path.read_text()),
         "run": json.loads(run.read_text()) if run.is_file() else {},
         "equity": equity_curve(folder / "trades.csv"),
+        "pictures": sorted(str(p) for p in folder.glob("*.png")),  # the report's, if any
     }
 
 
@@ -72,6 +74,7 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
         "fields": rows,
         "run": {"A": runs["A"]["run"], "B": runs["B"]["run"]},
         "equity": {"A": runs["A"]["equity"], "B": runs["B"]["equity"]},
+        "pictures": {"A": runs["A"]["pictures"], "B": runs["B"]["pictures"]},
     }
 
 
