@@ -85,11 +85,11 @@ def _cell(value: Any, width: int) -> str:
 
 def render(result: dict[str, Any], width: int = 28) -> str:
     lines = [f"A = {result['A']}", f"B = {result['B']}", ""]
-    lines.append(f"{'field':<34} {'A':<{width}} {'B':<{width}} B-A")
+    lines.append(f"{'field':<37} {'A':<{width}} {'B':<{width}} B-A")
     for row in result["fields"]:
         mark = " " if row["same"] else "*"
         a, b = _cell(row["A"], width), _cell(row["B"], width)
-        lines.append(f"{mark}{row['field']:<33} {a:<{width}} {b:<{width}} {row['B-A'] or ''}")
+        lines.append(f"{mark}{row['field']:<36} {a:<{width}} {b:<{width}} {row['B-A'] or ''}")
     return "\n".join(lines)
 
 
