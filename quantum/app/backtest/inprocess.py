@@ -384,17 +384,17 @@ class InProcessEngine:
             now_ms = int(time.time() * 1000)
             for reader in self.readers.get(rec.topic, ()):
                 t0 = clock()
+                # as in the shells: an output that fails to encode dead-letters the input
+                # (outputs before it are out, as a Faust agent's sends before the failure)
                 try:
                     outs = reader.deliver(rec, self)
+                    if outs:
+                        self.emit(reader.name, outs, now_ms)
                 except PoisonRecord as exc:
                     self._dead_letter(reader.name, rec, exc, now_ms)
-                    outs = []
                 except Exception as exc:  # a core bug must not stop the run either
                     log.exception("%s: processing failed", reader.name)
                     self._dead_letter(reader.name, rec, exc, now_ms)
-                    outs = []
-                if outs:
-                    self.emit(reader.name, outs, now_ms)
                 agent_s[reader.name] = agent_s.get(reader.name, 0.0) + clock() - t0
                 counts[reader.name] = counts.get(reader.name, 0) + 1
 
