@@ -2,11 +2,16 @@
 
 1. starts the local broker and schema registry (unless KAFKA_BOOTSTRAP is set);
 2. replays the first hours of the bundled sample (10 symbols, 1-minute bars) through every
-   agent — features and the 5-model ensemble, selector, sizing, the exactly-once governor,
+   agent — features and the signal model, selector, sizing, the exactly-once governor,
    execution on the paper exchange, positions and exits — lock-step by event time, on a
-   run-scoped topic prefix, with two damaged rows that go to the dead-letter topic;
-3. writes the report (summary.json, trades.csv) from the committed topics and re-audits the
-   governor's decisions log (open + reserved <= the cap at every offset);
+   run-scoped topic prefix, with two damaged rows that go to the dead-letter topic.
+   The signal model is the moving-average crossover by default: the bundled sample is a
+   seeded random walk, on which the trained 5-model ensemble (`--models ensemble`) rightly
+   finds no edge and asks for nothing (6 h: 0 slot requests, every signal below the
+   confidence floor or a flat-regime sell), which leaves the report empty;
+3. writes the report (summary.json, trades.csv, charts and one self-contained report.html)
+   from the committed topics and re-audits the governor's decisions log (open + reserved
+   <= the cap at every offset);
 4. prints the audit's race, simulated on one event sequence, beside ours;
 5. stops what it started.
 """
@@ -21,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from quantum.app.backtest.cli import progress_printer
+from quantum.app.backtest.cli import config_echo, progress_printer
 from quantum.app.backtest.report import write_report
 from quantum.app.backtest.run import Backtest
 from quantum.app.local_broker import local_broker
@@ -37,8 +42,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="run the main job end to end on a local real broker")
     parser.add_argument("--hours", type=float, default=6.0, help="hours of the sample to replay")
     parser.add_argument("--out", type=Path, default=None, help="report folder")
+    parser.add_argument(
+        "--models",
+        default="ma_crossover",
+        help="signal models, comma-separated, or 'ensemble' for the trained five "
+        "(default: ma_crossover, which trades on the random-walk sample)",
+    )
     parser.add_argument("--keep-infra", action="store_true", help="leave the broker running")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to settle a bar")
+    parser.add_argument(
+        "--progress", action="store_true", help="progress line even when stderr is no terminal"
+    )
     parser.set_defaults(func=run_demo)
 
 
@@ -64,15 +78,18 @@ def run_demo(args: argparse.Namespace, settings: Any) -> int:
     with local_broker(settings, keep=args.keep_infra) as settings:
         if not settings.kafka.topic_prefix:
             settings = settings.with_prefix(f"demo-{run_id}.")
+        settings, env = _with_models(settings, args.models)
         items = demo_items(args.hours)
         bars = sum(isinstance(i, Kline) for i in items)
         _stage(f"backtest: {bars} sample bars through every agent (prefix {run_id})")
-        backtest = Backtest(settings, out, settle_timeout_s=args.timeout)
+        backtest = Backtest(settings, out, env=env, settle_timeout_s=args.timeout)
         try:
             t0 = time.monotonic()
-            stats, _ = backtest.run(items, progress_printer(bars))
-            sys.stderr.write("\n")
-            summary = write_report(settings, out, feed=vars(stats))
+            progress = progress_printer(bars, force=args.progress)
+            stats, _ = backtest.run(items, progress)
+            if progress is not None:
+                sys.stderr.write("\n")
+            summary = write_report(settings, out, feed=vars(stats), config=config_echo(settings))
             wall = time.monotonic() - t0
         except (TimeoutError, RuntimeError) as exc:
             raise CliError(f"demo: {exc}") from exc
@@ -87,7 +104,26 @@ def run_demo(args: argparse.Namespace, settings: Any) -> int:
     _race_comparison()
     verdict = "OK" if summary["governor_audit_ok"] else "VIOLATED"
     print(f"\ngovernor audit of the committed decisions log: {verdict}")
+    print(f"\nthe report (open it in a browser): {(out / 'report.html').resolve()}")
     return 0 if summary["governor_audit_ok"] else 1
+
+
+def _with_models(settings: Any, models: str) -> tuple[Any, dict[str, str]]:
+    """The settings (for the report's config echo) and the workers' env for `--models`."""
+    if models == "ensemble":
+        return settings, {}
+    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
+    try:
+        ai = settings.ai_engine.model_validate(
+            {**settings.ai_engine.model_dump(), "models": chosen, "weights": [1.0] * len(chosen)}
+        )
+    except ValueError as exc:
+        raise CliError(f"demo: --models {models}: {exc}") from exc
+    settings = settings.model_copy(update={"ai_engine": ai})
+    return settings, {
+        "QT_AI_ENGINE__MODELS": json.dumps(list(chosen)),
+        "QT_AI_ENGINE__WEIGHTS": json.dumps([1.0] * len(chosen)),
+    }
 
 
 def _race_comparison(seeds: range = range(8)) -> None:

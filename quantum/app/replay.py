@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from quantum.app.backtest.cli import progress_printer
+from quantum.app.backtest.cli import config_echo, progress_printer
 from quantum.app.backtest.report import write_report
-from quantum.app.backtest.run import ENGINES, Backtest, run_record
+from quantum.app.backtest.run import ENGINES, Backtest, run_record, run_settings
 from quantum.end_of_stream import marker_of
 from quantum.errors import CliError, PoisonRecord
 from quantum.kafka_util import end_offsets, read_range
@@ -111,18 +111,23 @@ def run_replay_command(args: argparse.Namespace, settings: Any) -> int:
         raise CliError(f"replay: {args.to_prefix!r} was used before; give a new prefix")
     out = args.out or Path("runs") / f"replay-{args.to_prefix.strip('.')}"
     backtest = Backtest(target, out, env=env, engine=args.engine)
+    effective = run_settings(target, env)  # the replay's configuration, echoed in the report
     try:
-        stats, wall_s = backtest.run(bars, None if args.quiet else progress_printer(len(bars)))
-        if not args.quiet:
+        progress = None if args.quiet else progress_printer(len(bars))
+        stats, wall_s = backtest.run(bars, progress)
+        if progress is not None:
             sys.stderr.write("\n")
-        summary = write_report(target, out, feed=vars(stats))
+        config = config_echo(effective)
+        summary = write_report(effective, out, feed=vars(stats), config=config)
     finally:
         if not args.keep_topics:
             delete_run_topics(target)
     run = run_record(backtest, stats, wall_s)
     run["replayed_from"] = args.from_prefix
-    run["config"] = str(args.config) if args.config else None
+    run["config_file"] = str(args.config) if args.config else None
+    run["config"] = config
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    print(f"\nreport: {out}/summary.json, {out}/trades.csv ({run['bars_per_s']} bars/s)")
+    print(f"\nreport: {(out / 'report.html').resolve()} ({run['bars_per_s']} bars/s)")
+    print(f"        {out}/summary.json, {out}/trades.csv")
     return 0 if summary["governor_audit_ok"] else 1

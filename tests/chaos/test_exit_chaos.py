@@ -19,10 +19,13 @@ reads exit.intents (read_committed) and asserts:
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,6 +135,14 @@ def test_no_ladder_step_fires_twice_or_is_skipped_across_sigkills(
     )
     assert kills == KILLS and worker.starts == 1
     assert worker.worker_starts() == 1 + KILLS + restarts
+    _check_exits(settings, scenario, written)
+
+
+def _check_exits(settings: Settings, scenario: Any, written: list[tuple[int, int, dict]]) -> None:
+    """Exactly the exits of an uninterrupted pure run, copies only as exact redeliveries,
+    each position's steps in ladder order, every warning once by id."""
+    expected = {x["exit_id"]: x for x in scenario.exits}
+    copies = Counter(v["exit_id"] for _, _, v in written)
     skipped, extra = set(expected) - set(copies), set(copies) - set(expected)
     assert not skipped and not extra, f"skipped: {sorted(skipped)}, extra: {sorted(extra)}"
     for _, _, value in written:
@@ -150,3 +161,46 @@ def test_no_ladder_step_fires_twice_or_is_skipped_across_sigkills(
         assert in_log == sorted(in_log, key=STEP_ORDER.__getitem__), (position, in_log)
     warnings = Counter(v["warning_id"] for _, _, v in _read(settings, RISK_WARNINGS))
     assert set(warnings) == {w["warning_id"] for w in scenario.warnings}
+
+
+def test_a_sigstopped_worker_is_replaced_by_its_supervisor_not_resumed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """SIGSTOP the worker under its supervisor in the middle of the ladder: it holds its
+    partitions and commits nothing while bars arrive, so the supervisor sees a stall,
+    SIGKILLs it (a stopped process dies of SIGKILL) and starts another from the committed
+    offsets. The stopped one is never resumed to write stale state beside its successor,
+    and the exits are exactly those of an uninterrupted run."""
+    assert apply_topology(settings).ok
+    scenario = ladder_scenario(second_round=False)
+    with_exits = [i for i, n in enumerate(scenario.phase_exits) if n]
+    stop_at = with_exits[len(with_exits) // 2]
+    worker = WorkerProcess(
+        ("harvest", "exit_guard"),
+        GROUP,
+        settings.child_env(
+            **FAST_GROUP_ENV,
+            **WORKER_ENV,
+            **{**SUPERVISOR_ENV, "QT_SUPERVISOR__STALL_TIMEOUT_S": "20"},
+        ),
+        tmp_path / "worker.log",
+        supervise=True,
+    )
+    worker.start()
+    feeder = Feeder(settings, worker_readers(settings, GROUP), timeout_s=240)
+    stopped: list[int] = []
+    try:
+        for i, phase in enumerate(scenario.phases):
+            if i == stop_at:
+                stopped = worker.children()
+                assert len(stopped) == 1
+                os.kill(stopped[0], signal.SIGSTOP)
+            feeder.phase(phase)
+        feeder.settle()
+    finally:
+        worker.stop()
+    log = worker.log_path.read_text(errors="replace")
+    assert "stalled with lag" in log and f"killing pid {stopped[0]}" in log, log[-3000:]
+    assert supervisor_restarts(log) >= 1
+    assert worker.worker_starts() == 1 + supervisor_restarts(log)
+    _check_exits(settings, scenario, _read(settings, EXIT_INTENTS))

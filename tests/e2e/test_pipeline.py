@@ -81,33 +81,37 @@ def _poison_every_input(settings, producer: Producer) -> set[str]:
 
 
 @pytest.mark.chaos
-def test_sample_to_paper_fills_with_execution_killed(settings, tmp_path: Path) -> None:
+def test_sample_to_paper_fills_with_workers_killed(settings, tmp_path: Path) -> None:
     bars = sample_hours(5)
     agents = pipeline_agents()
     workers = [[a for a in agents if a != "execution"], ["execution"]]
-    # Supervised as in production: a kill below SIGKILLs the execution worker and its
+    # Supervised as in production: a kill below SIGKILLs a worker (execution three times,
+    # the one with every other agent, the governor's thread included, twice) and its
     # supervisor restarts it (also after a Faust restart stall or hole, docs/exits.md).
     env = {**quick_exits_env(), **SUPERVISOR_ENV}
     bt = Backtest(settings, tmp_path, workers=workers, env=env, supervise=True)
-    execution = bt.processes[1]
+    others, execution = bt.processes
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
     poisoned: set[str] = set()
     kills_at = {60, 120, 180}
+    others_killed_at = {90, 150}
 
     def chaos(stats) -> None:
         if stats.steps == 20:
             poisoned.update(_poison_every_input(settings, producer))
         if stats.steps in kills_at:
             execution.kill()
-            execution.start()
+        if stats.steps in others_killed_at:
+            others.kill()
 
     try:
         quiescence = bt.start()
         stats = bt.feed(bars, quiescence, chaos)
     finally:
         bt.stop()
-    extra = supervisor_restarts(execution.log_path.read_text(errors="replace"))
-    assert execution.worker_starts() == 1 + len(kills_at) + extra
+    for proc, kills in ((execution, kills_at), (others, others_killed_at)):
+        extra = supervisor_restarts(proc.log_path.read_text(errors="replace"))
+        assert proc.worker_starts() == 1 + len(kills) + extra, proc.log_path
     summary = write_report(settings, tmp_path, feed=vars(stats))
 
     # the cap, in the governor's book and on the venue

@@ -53,18 +53,38 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-topics", action="store_true", help="leave the run's topics")
     p.add_argument("--keep-infra", action="store_true", help="leave the local broker running")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="the progress line even when stderr is not a terminal",
+    )
     p.set_defaults(func=run_backtest_command)
 
 
-def progress_printer(total: int | None) -> Any:
+def progress_printer(total: int | None, *, force: bool = False) -> Any:
+    """A one-line progress report on stderr (bars replayed / total, steps, symbols), or
+    None when stderr is not a terminal (a log file gets no carriage returns) unless
+    `force`."""
+    if not (force or sys.stderr.isatty()):
+        return None
+    every = 1 if sys.stderr.isatty() else 50
+
     def show(stats: FeedStats) -> None:
-        if stats.steps % 50:
+        if stats.steps % every:
             return
-        done = f"{stats.bars}" + (f"/{total}" if total else "")
-        sys.stderr.write(f"\rbacktest: {done} bars, {stats.steps} steps")
+        done = f"{stats.bars}" + (f"/{total} ({stats.bars / total:.0%})" if total else "")
+        sys.stderr.write(
+            f"\rbacktest: {done} bars, {stats.steps} steps, {len(stats.per_symbol)} symbols"
+        )
         sys.stderr.flush()
 
     return show
+
+
+def config_echo(settings: Any) -> dict[str, Any]:
+    """The run's whole configuration as JSON values (secrets stay masked), for run.json
+    and the report page."""
+    return settings.model_dump(mode="json")
 
 
 def run_backtest_command(args: argparse.Namespace, settings: Any) -> int:
@@ -86,17 +106,21 @@ def run_backtest_command(args: argparse.Namespace, settings: Any) -> int:
         backtest = Backtest(settings, out, engine=args.engine)
         try:
             total = sum(1 for i in items if not hasattr(i, "error"))
-            stats, wall_s = backtest.run(items, None if args.quiet else progress_printer(total))
-            if not args.quiet:
+            progress = None if args.quiet else progress_printer(total, force=args.progress)
+            stats, wall_s = backtest.run(items, progress)
+            if progress is not None:
                 sys.stderr.write("\n")
-            summary = write_report(settings, out, feed=vars(stats))
+            config = config_echo(settings)
+            summary = write_report(settings, out, feed=vars(stats), config=config)
         except TimeoutError as exc:
             raise CliError(f"backtest: {exc} (worker logs in {out / 'logs'})") from exc
         finally:
             if not args.keep_topics:
                 delete_run_topics(settings)
     run = run_record(backtest, stats, wall_s)
+    run["config"] = config
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    print(f"\nreport: {out}/summary.json, {out}/trades.csv ({run['bars_per_s']} bars/s)")
+    print(f"\nreport: {(out / 'report.html').resolve()} ({run['bars_per_s']} bars/s)")
+    print(f"        {out}/summary.json, {out}/trades.csv, {out}/equity.png")
     return 0 if summary["governor_audit_ok"] else 1

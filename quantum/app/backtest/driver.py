@@ -46,6 +46,11 @@ class FeedStats:
     row_errors: int = 0
     settle_s: float = 0.0
     per_symbol: dict[str, int] = field(default_factory=dict)
+    # event-time span of the replay: first bar's open, last bar's close + 1 ms, and the
+    # shortest step between two consecutive close times (the bar interval)
+    first_ms: int | None = None
+    last_ms: int | None = None
+    step_ms: int | None = None
 
 
 def by_event_time(items: Iterable[Kline | RowError]) -> Iterator[list[Kline | RowError]]:
@@ -130,7 +135,16 @@ class LockstepFeed:
                     self._produce(logical, value, key)
                 self._flush()
                 self._settle()
-            self._last_time = max(self._last_time, *(b.close_time for b in bars))
+            close = max(b.close_time for b in bars)
+            if self.stats.first_ms is None:
+                self.stats.first_ms = min(b.open_time for b in bars)
+            elif close > self._last_time:
+                gap = close - self._last_time
+                self.stats.step_ms = (
+                    gap if self.stats.step_ms is None else min(self.stats.step_ms, gap)
+                )
+            self.stats.last_ms = max(self.stats.last_ms or 0, close + 1)
+            self._last_time = max(self._last_time, close)
             self.stats.steps += 1
             self.stats.bars += len(bars)
             for b in bars:

@@ -88,14 +88,15 @@ class WorkerProcess:
         if self.proc is None or self.proc.poll() is not None:
             return
         if self.supervise:
-            for pid in self._children():
+            for pid in self.children():
                 _kill_and_reap_wait(pid)
             return
         self.expected_down = True
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
 
-    def _children(self) -> list[int]:
+    def children(self) -> list[int]:
+        """The supervisor's worker process (as a list: none while it restarts one)."""
         assert self.proc is not None
         path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         try:
