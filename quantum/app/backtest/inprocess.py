@@ -534,6 +534,7 @@ class InProcessEngine:
                 bar.decoded, bar.valid = r.decoded, dict(r.valid)
                 self._queue.append(bar)
             self._drain()
+            self._span(step, close_time)
             self._last_time = max(self._last_time, close_time)
             self.stats.steps += 1
             self.stats.bars += len(step)
@@ -543,6 +544,17 @@ class InProcessEngine:
                 per[s] = per.get(s, 0) + 1
             if self.progress is not None:
                 self.progress(self.stats)
+
+    def _span(self, step: list[Delivered], close: int) -> None:
+        """The event-time span the report needs, as the lock-step feed records it: the first
+        bar's open, the last close + 1 ms, the shortest step between two close times."""
+        stats = self.stats
+        if stats.first_ms is None:
+            stats.first_ms = min(r.decoded[TICK_SCHEMA]["open_time"] for r in step)
+        elif close > self._last_time:
+            gap = close - self._last_time
+            stats.step_ms = gap if stats.step_ms is None else min(stats.step_ms, gap)
+        stats.last_ms = max(stats.last_ms or 0, close + 1)
 
     def _end(self) -> None:
         """The end-of-stream marker on every partition of both bar topics, drained."""
