@@ -93,16 +93,19 @@ class AIEngineProcessor:
         return parts
 
 
-def register(ctx: AgentContext) -> None:
+def binding(ctx: AgentContext) -> StatefulAgent:
+    """How the agent is bound to its topics; the Faust shell (`register`) and the
+    in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: AIEngineConfig = ctx.config or AIEngineConfig()
     regime: RegimeConfig = getattr(ctx.settings, "regime", None) or RegimeConfig()
     engine = SignalEngine(config, bundle_for(config))
-    register_stateful(
-        ctx,
-        StatefulAgent(
-            inputs={MARKET_BARS: True},
-            outputs=(AI_SIGNALS,),
-            make=lambda parts: AIEngineProcessor(engine, regime if regime.enabled else None, parts),
-            schemas={PORTFOLIO: COMMAND_SCHEMA},
-        ),
+    return StatefulAgent(
+        inputs={MARKET_BARS: True},
+        outputs=(AI_SIGNALS,),
+        make=lambda parts: AIEngineProcessor(engine, regime if regime.enabled else None, parts),
+        schemas={PORTFOLIO: COMMAND_SCHEMA},
     )
+
+
+def register(ctx: AgentContext) -> None:
+    register_stateful(ctx, binding(ctx))

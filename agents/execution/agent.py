@@ -215,7 +215,9 @@ def processor_from_parts(core: ExecutionCore, parts: dict[str, Any]) -> Executio
     return ExecutionProcessor(core, Ledger(entries), parts.get(META_PART))
 
 
-def register(ctx: AgentContext) -> None:
+def binding(ctx: AgentContext) -> StatefulAgent:
+    """How the agent is bound to its topics; the Faust shell (`register`) and the
+    in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: ExecutionConfig = ctx.config or ExecutionConfig()
     rules = ExchangeRules.bundled()
     core = ExecutionCore(config, {s: rules[s].price_filter.tick for s in rules})
@@ -229,18 +231,19 @@ def register(ctx: AgentContext) -> None:
             log.info("execution: ledger of %d entries restored from the topic", len(ledger))
         return ExecutionProcessor(core, ledger, None, all_dirty=True)
 
-    register_stateful(
-        ctx,
-        StatefulAgent(
-            # trade.sized carries sizing's end-of-stream marker; orders cannot carry one
-            inputs={
-                PORTFOLIO_DECISIONS: False,
-                SIZED_INTENTS: True,
-                EXIT_INTENTS: False,
-                EXECUTION_RESULTS: False,
-            },
-            outputs=(),
-            make=make,
-            schemas={PORTFOLIO: COMMAND_SCHEMA},
-        ),
+    return StatefulAgent(
+        # trade.sized carries sizing's end-of-stream marker; orders cannot carry one
+        inputs={
+            PORTFOLIO_DECISIONS: False,
+            SIZED_INTENTS: True,
+            EXIT_INTENTS: False,
+            EXECUTION_RESULTS: False,
+        },
+        outputs=(),
+        make=make,
+        schemas={PORTFOLIO: COMMAND_SCHEMA},
     )
+
+
+def register(ctx: AgentContext) -> None:
+    register_stateful(ctx, binding(ctx))

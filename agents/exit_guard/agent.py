@@ -156,15 +156,18 @@ class GuardProcessor(PositionProcessor[GuardState]):
         return self.book.equity()
 
 
-def register(ctx: AgentContext) -> None:
+def binding(ctx: AgentContext) -> StatefulAgent:
+    """How the agent is bound to its topics; the Faust shell (`register`) and the
+    in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: ExitGuardConfig = ctx.config or ExitGuardConfig()
     breaker_config: BreakerConfig = getattr(ctx.settings, "breaker", None) or BreakerConfig()
-    register_stateful(
-        ctx,
-        StatefulAgent(
-            inputs={POSITIONS: False, MARKET_TICKS: True, PORTFOLIO: False},
-            outputs=(),
-            make=lambda entries: GuardProcessor(config, breaker_config, entries or {}),
-            schemas={PORTFOLIO: COMMAND_SCHEMA},
-        ),
+    return StatefulAgent(
+        inputs={POSITIONS: False, MARKET_TICKS: True, PORTFOLIO: False},
+        outputs=(),
+        make=lambda entries: GuardProcessor(config, breaker_config, entries or {}),
+        schemas={PORTFOLIO: COMMAND_SCHEMA},
     )
+
+
+def register(ctx: AgentContext) -> None:
+    register_stateful(ctx, binding(ctx))

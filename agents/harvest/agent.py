@@ -60,16 +60,19 @@ class HarvestProcessor(PositionProcessor[HarvestState]):
         return state.symbol, state.closed, state.updated_at_ms
 
 
-def register(ctx: AgentContext) -> None:
+def binding(ctx: AgentContext) -> StatefulAgent:
+    """How the agent is bound to its topics; the Faust shell (`register`) and the
+    in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: HarvestConfig = ctx.config or HarvestConfig()
     rules = ExchangeRules.bundled()
-    register_stateful(
-        ctx,
-        StatefulAgent(
-            # the replay's end marker comes through market.ticks; exit.intents has two
-            # writers, so it is not forwarded (docs/exits.md)
-            inputs={POSITIONS: False, MARKET_TICKS: True},
-            outputs=(),
-            make=lambda entries: HarvestProcessor(config, entries or {}, rules),
-        ),
+    return StatefulAgent(
+        # the replay's end marker comes through market.ticks; exit.intents has two
+        # writers, so it is not forwarded (docs/exits.md)
+        inputs={POSITIONS: False, MARKET_TICKS: True},
+        outputs=(),
+        make=lambda entries: HarvestProcessor(config, entries or {}, rules),
     )
+
+
+def register(ctx: AgentContext) -> None:
+    register_stateful(ctx, binding(ctx))

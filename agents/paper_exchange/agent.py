@@ -68,17 +68,20 @@ def make_processor(
     return VenueProcessor(VenueCore.restore(rules, config, parts.get(VENUE_PART), finished))
 
 
-def register(ctx: AgentContext) -> None:
-    check_venue_kind(ctx.settings, "paper")  # QT_VENUE__KIND=binance runs binance_exchange
+def binding(ctx: AgentContext) -> StatefulAgent:
+    """How the agent is bound to its topics; the Faust shell (`register`) and the
+    in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: PaperVenueConfig = ctx.config or PaperVenueConfig()
     rules = ExchangeRules.bundled()
 
-    register_stateful(
-        ctx,
-        StatefulAgent(
-            # execution.results has no end-of-stream field: the marker stops here
-            inputs={ORDERS: False, MARKET_TICKS: True},
-            outputs=(),
-            make=lambda parts: make_processor(rules, config, parts),
-        ),
+    return StatefulAgent(
+        # execution.results has no end-of-stream field: the marker stops here
+        inputs={ORDERS: False, MARKET_TICKS: True},
+        outputs=(),
+        make=lambda parts: make_processor(rules, config, parts),
     )
+
+
+def register(ctx: AgentContext) -> None:
+    check_venue_kind(ctx.settings, "paper")  # QT_VENUE__KIND=binance runs binance_exchange
+    register_stateful(ctx, binding(ctx))

@@ -126,20 +126,23 @@ def processor_from_parts(core: PositionsCore, parts: dict[str, Any]) -> Position
     return PositionsProcessor(core, books, parts.get(MARKS_PART))
 
 
-def register(ctx: AgentContext) -> None:
+def binding(ctx: AgentContext) -> StatefulAgent:
+    """How the agent is bound to its topics; the Faust shell (`register`) and the
+    in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: PositionsConfig = ctx.config or PositionsConfig()
     core = PositionsCore(config, liquidation_from_rules(ExchangeRules.bundled()))
 
     def make(parts: dict[str, Any] | None) -> PositionsProcessor:
         return processor_from_parts(core, parts or {})
 
-    register_stateful(
-        ctx,
-        StatefulAgent(
-            # positions and trades have no end-of-stream field: the marker stops here
-            inputs={EXECUTION_RESULTS: False, MARKET_TICKS: True},
-            outputs=(),
-            make=make,
-            schemas={PORTFOLIO: COMMAND_SCHEMA},
-        ),
+    return StatefulAgent(
+        # positions and trades have no end-of-stream field: the marker stops here
+        inputs={EXECUTION_RESULTS: False, MARKET_TICKS: True},
+        outputs=(),
+        make=make,
+        schemas={PORTFOLIO: COMMAND_SCHEMA},
     )
+
+
+def register(ctx: AgentContext) -> None:
+    register_stateful(ctx, binding(ctx))

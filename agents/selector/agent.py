@@ -76,13 +76,16 @@ def _outs(outputs: list[Any]) -> list[Out]:
     return out
 
 
-def register(ctx: AgentContext) -> None:
+def binding(ctx: AgentContext) -> StatefulAgent:
+    """How the agent is bound to its topics; the Faust shell (`register`) and the
+    in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: SelectorConfig = ctx.config or SelectorConfig()
-    register_stateful(
-        ctx,
-        StatefulAgent(
-            inputs={AI_SIGNALS: True, MARKET_BARS: True, POSITIONS: False},
-            outputs=(TRADE_INTENTS, TRADE_REJECTIONS),
-            make=lambda snap: SelectorProcessor(config, snap),
-        ),
+    return StatefulAgent(
+        inputs={AI_SIGNALS: True, MARKET_BARS: True, POSITIONS: False},
+        outputs=(TRADE_INTENTS, TRADE_REJECTIONS),
+        make=lambda snap: SelectorProcessor(config, snap),
     )
+
+
+def register(ctx: AgentContext) -> None:
+    register_stateful(ctx, binding(ctx))

@@ -117,20 +117,23 @@ class SizingProcessor:
         return self.book.snapshot()
 
 
-def register(ctx: AgentContext) -> None:
+def binding(ctx: AgentContext) -> StatefulAgent:
+    """How the agent is bound to its topics; the Faust shell (`register`) and the
+    in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: SizingConfig = ctx.config or SizingConfig()
     rules = ExchangeRules.bundled()
-    register_stateful(
-        ctx,
-        StatefulAgent(
-            inputs={
-                TRADE_INTENTS: True,
-                POSITIONS: False,
-                TRADES: False,
-                PORTFOLIO_DECISIONS: False,
-            },
-            outputs=(SIZED_INTENTS, TRADE_REJECTIONS),
-            make=lambda snap: SizingProcessor(config, rules, snap),
-            schemas={PORTFOLIO: COMMAND_SCHEMA},
-        ),
+    return StatefulAgent(
+        inputs={
+            TRADE_INTENTS: True,
+            POSITIONS: False,
+            TRADES: False,
+            PORTFOLIO_DECISIONS: False,
+        },
+        outputs=(SIZED_INTENTS, TRADE_REJECTIONS),
+        make=lambda snap: SizingProcessor(config, rules, snap),
+        schemas={PORTFOLIO: COMMAND_SCHEMA},
     )
+
+
+def register(ctx: AgentContext) -> None:
+    register_stateful(ctx, binding(ctx))

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "agents.harvest.payoff_cli",
     *(spec.commands for spec in REGISTRY if spec.commands),
     "quantum.app.backtest.cli",
+    "quantum.app.replay",
     "quantum.app.demo",
 )
 

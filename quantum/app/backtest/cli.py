@@ -9,9 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from quantum.app.backtest.compare import compare_command
 from quantum.app.backtest.driver import FeedStats
 from quantum.app.backtest.report import write_report
-from quantum.app.backtest.run import Backtest
+from quantum.app.backtest.run import ENGINES, Backtest, run_record
 from quantum.app.local_broker import local_broker
 from quantum.errors import CliError
 from quantum.marketdata import replay_files, sample_files
@@ -31,6 +32,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--sample", action="store_true", help="the bundled 10-symbol sample")
     src.add_argument("--data", nargs="+", type=Path, metavar="FILE", help="kline files")
+    src.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A", "B"),
+        help="two report folders: summaries and equity side by side (writes compare.json)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="lockstep",
+        help="lockstep: the agents in worker processes, settled per phase (default); "
+        "inprocess: every agent's core in this process, the broker at both ends (fast)",
+    )
     p.add_argument("--symbols", help="comma-separated symbols to keep (default: all)")
     p.add_argument("--from", dest="start", help="first bar (ISO-8601 or epoch ms)")
     p.add_argument("--to", dest="end", help="end of the range (exclusive)")
@@ -73,6 +88,8 @@ def config_echo(settings: Any) -> dict[str, Any]:
 
 
 def run_backtest_command(args: argparse.Namespace, settings: Any) -> int:
+    if args.compare:
+        return compare_command(*args.compare, out=args.out)
     files = sample_files() if args.sample else args.data
     symbols = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else None
     start = parse_time_ms(args.start) if args.start else None
@@ -86,7 +103,7 @@ def run_backtest_command(args: argparse.Namespace, settings: Any) -> int:
     with local_broker(settings, keep=args.keep_infra) as settings:
         if not settings.kafka.topic_prefix:
             settings = settings.with_prefix(f"bt-{run_id}.")
-        backtest = Backtest(settings, out)
+        backtest = Backtest(settings, out, engine=args.engine)
         try:
             total = sum(1 for i in items if not hasattr(i, "error"))
             progress = None if args.quiet else progress_printer(total, force=args.progress)
@@ -100,8 +117,7 @@ def run_backtest_command(args: argparse.Namespace, settings: Any) -> int:
         finally:
             if not args.keep_topics:
                 delete_run_topics(settings)
-    run = {"bars": stats.bars, "steps": stats.steps, "wall_s": round(wall_s, 2)}
-    run["bars_per_s"] = round(stats.bars / wall_s, 1) if wall_s else None
+    run = run_record(backtest, stats, wall_s)
     run["config"] = config
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

@@ -143,6 +143,8 @@ class Backtest:
     settle_timeout_s: float = 120.0
     supervise: bool = False
     commit_interval_s: float = 0.005
+    engine: str = "lockstep"  # or "inprocess" (quantum/app/backtest/inprocess.py)
+    engine_stats: Any = None  # the in-process engine's timings, after run()
     processes: list[WorkerProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -218,6 +220,10 @@ class Backtest:
         progress: Callable[[FeedStats], None] | None = None,
     ) -> tuple[FeedStats, float]:
         """Start, feed everything, stop. Returns the feed's counts and the wall time."""
+        if self.engine == "inprocess":
+            return self.run_inprocess(items, progress)
+        if self.engine != "lockstep":
+            raise ValueError(f"unknown engine {self.engine!r}; known: {', '.join(ENGINES)}")
         t0 = time.monotonic()
         try:
             quiescence = self.start()
@@ -225,3 +231,60 @@ class Backtest:
         finally:
             self.stop()
         return stats, time.monotonic() - t0
+
+    def run_inprocess(
+        self,
+        items: Iterable[Kline | RowError],
+        progress: Callable[[FeedStats], None] | None = None,
+    ) -> tuple[FeedStats, float]:
+        """Every agent's core in this process (quantum/app/backtest/inprocess.py), under the
+        configuration the workers would read (`run_settings`)."""
+        from quantum.app.backtest.inprocess import InProcessEngine
+
+        t0 = time.monotonic()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        report = apply_topology(self.settings)
+        if not report.ok:
+            raise RuntimeError(f"topology drift:\n{report.render()}")
+        engine = InProcessEngine(
+            run_settings(self.settings, self.env), agents=pipeline_agents(), progress=progress
+        )
+        stats = engine.run(items)
+        self.engine_stats = engine.engine_stats
+        return stats, time.monotonic() - t0
+
+
+ENGINES = ("lockstep", "inprocess")
+
+
+def run_settings(settings: Any, env: dict[str, str]) -> Any:
+    """The composed Settings a worker of this run reads: its environment is
+    `settings.child_env(**env)` (broker, registry, prefix, the run's `QT_...` overrides and
+    `QT_CONFIG`), read here the same way, so both engines run one configuration."""
+    from quantum.app.settings import Settings
+
+    saved = dict(os.environ)
+    child = settings.child_env(**env)  # (read before the environment is swapped)
+    try:
+        os.environ.clear()
+        os.environ.update(child)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_record(backtest: Backtest, stats: FeedStats, wall_s: float) -> dict[str, Any]:
+    """`run.json`: how the run went (wall-clock figures stay out of summary.json)."""
+    run: dict[str, Any] = {"engine": backtest.engine, "bars": stats.bars, "steps": stats.steps}
+    run["wall_s"] = round(wall_s, 2)
+    run["bars_per_s"] = round(stats.bars / wall_s, 1) if wall_s else None
+    es = backtest.engine_stats
+    if es is not None:
+        run["first_bar_s"] = None if es.first_bar_s is None else round(es.first_bar_s, 3)
+        run["feed_write_s"] = round(es.write_s, 3)
+        run["feed_read_s"] = round(es.read_s, 3)
+        run["records_out"] = es.records_out
+        run["agent_s"] = {k: round(v, 3) for k, v in sorted(es.agent_s.items())}
+        run["deliveries"] = dict(sorted(es.deliveries.items()))
+    return run
