@@ -272,7 +272,7 @@ initial balance {_fmt(Decimal(s["initial_balance"]))} USDT</div>
 <div class=row>
 <div>{_counter_table("governor denials", s["denials_by_reason"])}</div>
 <div>{_counter_table("candidates rejected (stage:reason)", s["rejections_by_reason"])}</div>
-<div>{_counter_table("orders refused by the venue", s["venue_refusals"])}</div>
+<div>{_counter_table("orders refused by the venue", a.venue_refusals)}</div>
 <div>{_counter_table("dead letters", s["dead_letters"])}</div>
 </div>
 <h2>Trades</h2>

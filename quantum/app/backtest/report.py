@@ -322,7 +322,6 @@ def analyse(
         "rejections_by_reason": dict(
             sorted(Counter(f"{r['stage']}:{r['reason']}" for r in records.rejections).items())
         ),
-        "venue_refusals": dict(sorted(refusals.items())),
         "dead_letters": records.dead_letters,
         "dlq_count": sum(records.dead_letters.values()),
         "open_at_end": sorted(still_open),
@@ -368,6 +367,12 @@ def write_report(
             writer.writerow([_csv_cell(t[c]) for c in TRADE_COLUMNS + EXTRA_COLUMNS])
     summary = analysis.summary
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    # Counts that depend on the order in which concurrent records met, not on what the
+    # strategy did (docs/replay.md, "Determinism"): beside the summary, not in it.
+    diagnostics = {"venue_refusals": analysis.venue_refusals}
+    (out_dir / "diagnostics.json").write_text(
+        json.dumps(diagnostics, indent=2, sort_keys=True) + "\n"
+    )
     if charts:
         from quantum.app.backtest.page import write_html
 
