@@ -12,7 +12,7 @@ from typing import Any
 from quantum.app.backtest.compare import compare_command
 from quantum.app.backtest.driver import FeedStats
 from quantum.app.backtest.report import write_report
-from quantum.app.backtest.run import ENGINES, Backtest, run_record
+from quantum.app.backtest.run import ENGINES, Backtest, run_record, run_settings
 from quantum.app.local_broker import local_broker
 from quantum.errors import CliError
 from quantum.marketdata import replay_files, sample_files
@@ -45,6 +45,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default="lockstep",
         help="lockstep: the agents in worker processes, settled per phase (default); "
         "inprocess: every agent's core in this process, the broker at both ends (fast)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="a TOML configuration for this run (every agent's settings; QT_CONFIG), "
+        "echoed in run.json and the report",
     )
     p.add_argument("--symbols", help="comma-separated symbols to keep (default: all)")
     p.add_argument("--from", dest="start", help="first bar (ISO-8601 or epoch ms)")
@@ -98,12 +104,21 @@ def run_backtest_command(args: argparse.Namespace, settings: Any) -> int:
     items = list(replay_files(files, symbols=symbols, start_ms=start, end_ms=end, source=source))
     if not items:
         raise CliError("backtest: no bars in the given files and range")
+    env: dict[str, str] = {}
+    if args.config is not None:
+        if not args.config.is_file():
+            raise CliError(f"backtest: no config file {args.config}")
+        env["QT_CONFIG"] = str(args.config.resolve())
     run_id = uuid.uuid4().hex[:8]
     out = args.out or Path("runs") / f"backtest-{run_id}"
     with local_broker(settings, keep=args.keep_infra) as settings:
         if not settings.kafka.topic_prefix:
             settings = settings.with_prefix(f"bt-{run_id}.")
-        backtest = Backtest(settings, out, engine=args.engine)
+        backtest = Backtest(settings, out, env=env, engine=args.engine)
+        try:
+            settings = run_settings(settings, env)  # what the workers read: echoed below
+        except ValueError as exc:  # a config file with a bad value: say which
+            raise CliError(f"backtest: --config {args.config}: {exc}") from exc
         try:
             total = sum(1 for i in items if not hasattr(i, "error"))
             progress = None if args.quiet else progress_printer(total, force=args.progress)
@@ -118,6 +133,7 @@ def run_backtest_command(args: argparse.Namespace, settings: Any) -> int:
             if not args.keep_topics:
                 delete_run_topics(settings)
     run = run_record(backtest, stats, wall_s)
+    run["config_file"] = str(args.config) if args.config else None
     run["config"] = config
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
