@@ -635,29 +635,7 @@ class BinanceVenueCore:
     def _report(
         self, o: VenueOrder, status: ReportStatus, at: int, reason: str | None
     ) -> VenueReport:
-        return VenueReport(
-            client_order_id=o.client_order_id,
-            intent_id=o.intent_id,
-            symbol=o.symbol,
-            status=status,
-            filled_quantity=ZERO,
-            average_price=None,
-            commission=ZERO,
-            commission_asset=self._cfg.quote_asset,
-            realized_pnl=ZERO,
-            reason=reason,
-            event_time_ms=at,
-            trade_id=None,
-            last_filled_quantity=ZERO,
-            last_filled_price=None,
-            order_side=o.side,
-            order_type=o.order_type,
-            reduce_only=o.reduce_only,
-            role=o.role,
-            exit_reason=o.exit_reason,
-            trigger_price=o.trigger_price,
-            leverage=o.leverage,
-        )
+        return VenueReport.of_order(o, status, at, quote_asset=self._cfg.quote_asset, reason=reason)
 
     def _finish(
         self,

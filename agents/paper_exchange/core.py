@@ -264,29 +264,15 @@ class VenueCore:
 
     def _report(self, known: KnownOrder, at: int) -> VenueReport:
         """A report of `known` as it stands; no fill in it (last filled quantity 0)."""
-        o = known.order
-        return VenueReport(
-            client_order_id=o.client_order_id,
-            intent_id=o.intent_id,
-            symbol=o.symbol,
-            status=known.status,
+        return VenueReport.of_order(
+            known.order,
+            known.status,
+            at,
+            quote_asset=self._cfg.quote_asset,
+            reason=known.reason,
             filled_quantity=known.filled_quantity,
             average_price=known.average_price,
-            commission=ZERO,
-            commission_asset=self._cfg.quote_asset,
-            realized_pnl=ZERO,
-            reason=known.reason,
-            event_time_ms=at,
-            trade_id=None,
-            last_filled_quantity=ZERO,
-            last_filled_price=None,
-            order_side=o.side,
-            order_type=o.order_type,
-            reduce_only=o.reduce_only,
-            role=o.role,
-            exit_reason=o.exit_reason,
-            trigger_price=o.trigger_price,
-            leverage=known.leverage if known.leverage is not None else o.leverage,
+            leverage=known.leverage,
         )
 
     def _refused(self, order: VenueOrder, reason: str) -> VenueReport:

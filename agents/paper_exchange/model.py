@@ -119,6 +119,45 @@ class VenueReport:
     trigger_price: Decimal | None = None
     leverage: int | None = None
 
+    @classmethod
+    def of_order(
+        cls,
+        o: VenueOrder,
+        status: ReportStatus,
+        at: int,
+        *,
+        quote_asset: str,
+        reason: str | None = None,
+        filled_quantity: Decimal = Decimal(0),
+        average_price: Decimal | None = None,
+        leverage: int | None = None,
+    ) -> VenueReport:
+        """A report of order `o` with no fill in it (last filled quantity 0): what every
+        venue sends for an acceptance, a refusal, a cancel or an answer to a resend."""
+        return cls(
+            client_order_id=o.client_order_id,
+            intent_id=o.intent_id,
+            symbol=o.symbol,
+            status=status,
+            filled_quantity=filled_quantity,
+            average_price=average_price,
+            commission=Decimal(0),
+            commission_asset=quote_asset,
+            realized_pnl=Decimal(0),
+            reason=reason,
+            event_time_ms=at,
+            trade_id=None,
+            last_filled_quantity=Decimal(0),
+            last_filled_price=None,
+            order_side=o.side,
+            order_type=o.order_type,
+            reduce_only=o.reduce_only,
+            role=o.role,
+            exit_reason=o.exit_reason,
+            trigger_price=o.trigger_price,
+            leverage=o.leverage if leverage is None else leverage,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class KnownOrder:
