@@ -221,6 +221,21 @@ def test_pipeline_on_binance_one_order_per_grant(settings, tmp_path: Path) -> No
     results = list(read_values(settings, EXECUTION_RESULTS, serde))
     traded = {r["trade_id"] for r in results if r["trade_id"] is not None}
     assert traded == {str(f["o"]["t"]) for f in fake.fills}
-    opened = {p["intent_id"] for p in read_values(settings, POSITIONS, serde)}
-    assert opened and opened <= set(entries), (opened, entries)
-    assert summary["trades"] > 0, summary
+    # ... at the fake's price: each position opened at its entry fill's price (the close
+    # of the bar before the placement), never twice from the stream's and the answer's copy
+    price = {f["o"]["c"]: Decimal(f["o"]["L"]) for f in fake.fills}
+    qty = {f["o"]["c"]: Decimal(f["o"]["l"]) for f in fake.fills}
+    entry_of = {intent: next(iter(ids)) for intent, ids in entries.items()}
+    opened = {}
+    for position in read_values(settings, POSITIONS, serde):
+        if position["status"] == "OPEN" and position["intent_id"] not in opened:
+            opened[position["intent_id"]] = position
+    assert opened and set(opened) <= set(entries), (opened, entries)
+    for intent, position in opened.items():
+        coid = entry_of[intent]
+        assert Decimal(position["entry_price"]) == price[coid], (position, coid)
+        assert Decimal(position["entry_quantity"]) == qty[coid], (position, coid)
+    print(
+        f"bars {stats.steps}, granted {granted}, entries {len(entries)}, "
+        f"placements {sum(placed.values())}, fills {len(fake.fills)}, opened {len(opened)}"
+    )
