@@ -40,7 +40,7 @@ from topologies.declaration import BINANCE_USER_EVENTS, EXECUTION_RESULTS, ORDER
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 
-SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT"]
 
 
 class UserDataStream:
@@ -157,7 +157,7 @@ def _trade_row(fill: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_pipeline_on_binance_one_order_per_grant(settings, tmp_path: Path) -> None:
-    bars = sample_hours(1.5, SYMBOLS)
+    bars = sample_hours(2, SYMBOLS)
     stream = UserDataStream()
     fake = FillingBinance(stream)
     server, rest_url = fake.serve()
