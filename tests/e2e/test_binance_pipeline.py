@@ -208,9 +208,12 @@ def test_pipeline_on_binance_one_order_per_grant(settings, tmp_path: Path) -> No
     assert granted > 0, "nothing was granted: the test would prove nothing"
     # each grant at most one entry order (one client id)
     entries: dict[str, set[str]] = defaultdict(set)
+    closing: dict[str, str] = {}  # client id of a reduce-only market order -> intent
     for order in read_values(settings, ORDERS, serde):
         if order["role"] == "ENTRY" and order["action"] == "NEW":
             entries[order["intent_id"]].add(order["client_order_id"])
+        elif order["reduce_only"] and order["order_type"] == "MARKET":
+            closing[order["client_order_id"]] = order["intent_id"]
     assert entries and all(len(ids) == 1 for ids in entries.values()), entries
     assert len(entries) <= granted
     # the venue saw exactly one placement per client id, every entry among them
@@ -235,7 +238,22 @@ def test_pipeline_on_binance_one_order_per_grant(settings, tmp_path: Path) -> No
         coid = entry_of[intent]
         assert Decimal(position["entry_price"]) == price[coid], (position, coid)
         assert Decimal(position["entry_quantity"]) == qty[coid], (position, coid)
+    # closes by the exit agents (whole or a scale-out part): filled on the fake, and each
+    # position's latest record holds the entry less what was closed (CLOSED at zero)
+    closed_qty: dict[str, Decimal] = defaultdict(Decimal)
+    for coid in qty:
+        if coid in closing:
+            closed_qty[closing[coid]] += qty[coid]
+    latest = {p["intent_id"]: p for p in read_values(settings, POSITIONS, serde)}
+    for intent, done in closed_qty.items():
+        last, entered = latest[intent], qty[entry_of[intent]]
+        if last["status"] == "CLOSED":
+            assert done == entered, (intent, done, last)
+        else:
+            assert Decimal(last["quantity"]) == entered - done, (intent, done, last)
+    closed = sum(1 for p in latest.values() if p["status"] == "CLOSED")
     print(
         f"bars {stats.steps}, granted {granted}, entries {len(entries)}, "
-        f"placements {sum(placed.values())}, fills {len(fake.fills)}, opened {len(opened)}"
+        f"placements {sum(placed.values())}, fills {len(fake.fills)}, opened {len(opened)}, "
+        f"closes {len(closed_qty)}, closed {closed}, trades {summary['trades']}"
     )
