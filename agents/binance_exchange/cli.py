@@ -115,7 +115,11 @@ def _userstream(args: argparse.Namespace, settings: Any) -> int:
     venue = _venue(settings)
     stop = _stop_flag()
     client = UserStreamClient(
-        venue, KafkaSink(settings), _symbols(args.symbols), mainnet=venue.mainnet
+        venue,
+        KafkaSink(settings),
+        _symbols(args.symbols),
+        mainnet=venue.mainnet,
+        base_url=_config(settings).ws_url,
     )
     client.run(stop.is_set)
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -57,6 +57,9 @@ class BinanceVenueConfig(BaseModel):
     rest_url: None. Binance's own REST base (testnet or mainnet) unless set; may only name
         a loopback host (e.g. http://127.0.0.1:8765/fapi, a local replay of recorded
         answers): the signed requests carry the API key, so they never go anywhere else.
+    ws_url: None. Binance's own user-data websocket base (testnet or mainnet) unless set;
+        loopback only, like rest_url (a local replay of the stream; the path carries the
+        listen key).
     reconcile_every_ms: 60000. The reconciliation loop's period (`quantum reconcile
         --loop`); one positionRisk + openOrders + openAlgoOrders (weight 46) a minute.
     """
@@ -76,16 +79,17 @@ class BinanceVenueConfig(BaseModel):
     order_memory_max: int = Field(20_000, ge=1)
     fill_memory_ms: int = Field(7 * DAY_MS, ge=0)
     rest_url: str | None = None
+    ws_url: str | None = None
     reconcile_every_ms: int = Field(60_000, ge=1_000)
 
-    @field_validator("rest_url")
+    @field_validator("rest_url", "ws_url")
     @classmethod
-    def _loopback_only(cls, url: str | None) -> str | None:
+    def _loopback_only(cls, url: str | None, info: ValidationInfo) -> str | None:
         if url is None:
             return None
         host = urlparse(url).hostname or ""
         if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError(f"rest_url must be a loopback address, not {host!r}")
+            raise ValueError(f"{info.field_name} must be a loopback address, not {host!r}")
         return url
 
 

@@ -25,13 +25,19 @@ from topologies.apply import apply_topology
 
 REPO = Path(__file__).resolve().parents[3]
 
-# Every registered agent takes part in a backtest but the smoke-test relay and the live
-# venue (a backtest trades on the paper exchange).
+# Every registered agent takes part in a backtest but the smoke-test relay and the venue
+# not chosen: the paper exchange by default, the Binance adapter with `venue="binance"`
+# (pointed at a local replay of Binance, tests/e2e/test_binance_pipeline.py).
 NOT_IN_BACKTEST = frozenset({"passthrough", "binance_exchange"})
+VENUE_AGENTS = {"paper": "paper_exchange", "binance": "binance_exchange"}
 
 
-def pipeline_agents() -> list[str]:
-    return [name for name in REGISTRY.names() if name not in NOT_IN_BACKTEST]
+def pipeline_agents(venue: str = "paper") -> list[str]:
+    """The registered agents of a backtest on `venue` ("paper" or "binance")."""
+    if venue not in VENUE_AGENTS:
+        raise ValueError(f"unknown venue {venue!r}; one of {sorted(VENUE_AGENTS)}")
+    skip = (NOT_IN_BACKTEST | set(VENUE_AGENTS.values())) - {VENUE_AGENTS[venue]}
+    return [name for name in REGISTRY.names() if name not in skip]
 
 
 def _kill_and_reap_wait(pid: int, timeout_s: float = 30.0) -> None:
@@ -134,6 +140,9 @@ class Backtest:
     env: extra environment for the workers (configuration overrides, `QT_...`).
     supervise: run each worker under `quantum worker --supervise` (restarted when it exits
         or stalls; see quantum/app/supervisor.py).
+    venue: "paper" (default) or "binance": which venue agent the default worker runs, and
+        the workers' `QT_VENUE__KIND` (the Binance adapter needs its keys and, off the
+        testnet, `QT_BINANCE_EXCHANGE__REST_URL` in `env`).
     """
 
     settings: Any
@@ -145,12 +154,17 @@ class Backtest:
     commit_interval_s: float = 0.005
     engine: str = "lockstep"  # or "inprocess" (quantum/app/backtest/inprocess.py)
     engine_stats: Any = None  # the in-process engine's timings, after run()
+    venue: str = "paper"
     processes: list[WorkerProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        groups = self.workers or [pipeline_agents()]
+        groups = self.workers or [pipeline_agents(self.venue)]
         env = self.settings.child_env(
-            QT_KAFKA__COMMIT_INTERVAL_S=str(self.commit_interval_s), **self.env
+            **{
+                "QT_KAFKA__COMMIT_INTERVAL_S": str(self.commit_interval_s),
+                "QT_VENUE__KIND": self.venue,
+                **self.env,
+            }
         )
         for i, names in enumerate(groups):
             REGISTRY.select(",".join(names))  # unknown names fail here, before anything starts
@@ -221,6 +235,8 @@ class Backtest:
     ) -> tuple[FeedStats, float]:
         """Start, feed everything, stop. Returns the feed's counts and the wall time."""
         if self.engine == "inprocess":
+            if self.venue != "paper":  # a live adapter does I/O: it runs only in a worker
+                raise ValueError(f"the in-process engine runs the paper venue, not {self.venue}")
             return self.run_inprocess(items, progress)
         if self.engine != "lockstep":
             raise ValueError(f"unknown engine {self.engine!r}; known: {', '.join(ENGINES)}")
