@@ -8,7 +8,8 @@
    The signal model is the moving-average crossover by default: the bundled sample is a
    seeded random walk, on which the trained 5-model ensemble (`--models ensemble`) rightly
    finds no edge and asks for nothing (6 h: 0 slot requests, every signal below the
-   confidence floor or a flat-regime sell), which leaves the report empty;
+   confidence floor or a flat-regime sell), which leaves the report empty. Its brackets
+   are 0.5 % / 1 % (`DEMO_ENV`) so that positions close within hours of 1-minute bars;
 3. writes the report (summary.json, trades.csv, charts and one self-contained report.html)
    from the committed topics and re-audits the governor's decisions log (open + reserved
    <= the cap at every offset);
@@ -28,7 +29,7 @@ from typing import Any
 
 from quantum.app.backtest.cli import config_echo, progress_printer
 from quantum.app.backtest.report import write_report
-from quantum.app.backtest.run import Backtest
+from quantum.app.backtest.run import Backtest, run_settings
 from quantum.app.local_broker import local_broker
 from quantum.errors import CliError, InvalidRecord
 from quantum.marketdata import Kline, RowError, replay_files, sample_files
@@ -108,22 +109,24 @@ def run_demo(args: argparse.Namespace, settings: Any) -> int:
     return 0 if summary["governor_audit_ok"] else 1
 
 
+# The demo's brackets: hours of 1-minute bars, so tighter than the defaults (1.5 % / 2.5 %,
+# sized for longer holds) or few positions would close within the run. `quantum backtest`
+# runs the defaults, or any `--config`.
+DEMO_ENV = {"QT_EXECUTION__STOP_LOSS_PCT": "0.005", "QT_EXECUTION__TAKE_PROFIT_PCT": "0.01"}
+
+
 def _with_models(settings: Any, models: str) -> tuple[Any, dict[str, str]]:
-    """The settings (for the report's config echo) and the workers' env for `--models`."""
-    if models == "ensemble":
-        return settings, {}
-    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
+    """The workers' env for the demo (its brackets, `--models`) and the settings they will
+    read (for the report's config echo)."""
+    env = dict(DEMO_ENV)
+    if models != "ensemble":
+        chosen = [m.strip() for m in models.split(",") if m.strip()]
+        env["QT_AI_ENGINE__MODELS"] = json.dumps(chosen)
+        env["QT_AI_ENGINE__WEIGHTS"] = json.dumps([1.0] * len(chosen))
     try:
-        ai = settings.ai_engine.model_validate(
-            {**settings.ai_engine.model_dump(), "models": chosen, "weights": [1.0] * len(chosen)}
-        )
+        return run_settings(settings, env), env
     except ValueError as exc:
         raise CliError(f"demo: --models {models}: {exc}") from exc
-    settings = settings.model_copy(update={"ai_engine": ai})
-    return settings, {
-        "QT_AI_ENGINE__MODELS": json.dumps(list(chosen)),
-        "QT_AI_ENGINE__WEIGHTS": json.dumps([1.0] * len(chosen)),
-    }
 
 
 def _race_comparison(seeds: range = range(8)) -> None:
