@@ -282,8 +282,16 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _check_ports(ports: dict[str, int]) -> None:
+PORT_GRACE_S = 10.0  # a broker killed a moment ago may still hold its ports while it exits
+
+
+def _check_ports(ports: dict[str, int], grace_s: float = PORT_GRACE_S) -> None:
+    """Refuse a port another process holds; a process that is exiting (the JVM's threads
+    are torn down after its pid already looks dead) gets `grace_s` to let go first."""
+    deadline = time.monotonic() + grace_s
     for name, port in ports.items():
+        while not _port_free(port) and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the port until the deadline
         if not _port_free(port):
             raise InfraError(
                 f"port {port} is taken by another process (needed as {name}; "
