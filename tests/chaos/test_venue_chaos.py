@@ -34,6 +34,7 @@ from quantum.app.settings import Settings
 from quantum.marketdata import Kline
 from quantum.quiescence import Quiescence, Reader
 from quantum.serde import AvroSerde
+from tests.exit_world import SUPERVISOR_ENV, supervisor_restarts
 from tests.integration.venue_io import (
     MINUTE,
     T0,
@@ -123,11 +124,15 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
         "BROKER_SESSION_TIMEOUT": "6",
         "BROKER_HEARTBEAT_INTERVAL": "1",
     }
-    env = settings.child_env(**base_env)
+    env = settings.child_env(**base_env, **SUPERVISOR_ENV)
     logs = tmp_path
+    # Supervised, as in production: a kill SIGKILLs the worker under its supervisor, which
+    # restarts it, also after a Faust restart stall or hole (docs/exits.md, "Restart").
     governor = WorkerProcess(("governor",), "gov", env, logs / "governor.log")
-    venue = WorkerProcess(("paper_exchange", "positions"), "venue", env, logs / "venue.log")
-    execution = WorkerProcess(("execution",), "exec", env, logs / "execution.log")
+    venue = WorkerProcess(
+        ("paper_exchange", "positions"), "venue", env, logs / "venue.log", supervise=True
+    )
+    execution = WorkerProcess(("execution",), "exec", env, logs / "execution.log", supervise=True)
     workers = (governor, venue, execution)
     quiet = Quiescence(
         settings.kafka.bootstrap,
@@ -172,7 +177,7 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
             for k in row:
                 feed.tick(k)
             feed.flush()
-            settle_s += settle(quiet, alive, all_log)
+            settle_s += settle(quiet, alive, all_log, timeout_s=300)
             close = row[0].close_time
             for sym in rng.sample(sorted(START), REQUESTS_PER_STEP):
                 price = next(k.close for k in row if k.symbol == sym)
@@ -188,7 +193,7 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
                 execution.kill()
                 kills += 1
                 execution.start()
-            settle_s += settle(quiet, alive, all_log)
+            settle_s += settle(quiet, alive, all_log, timeout_s=300)
         wall = time.monotonic() - t_start
     finally:
         for w in workers:
@@ -223,10 +228,12 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
         f"steps={STEPS} kills={kills} grants={len(granted)} entry_orders={len(records_per_id)} "
         f"resent_entries={resent} fills={len(fills)} most_open={most_open} "
         f"trades={len(read_all(settings, serde, 'trades'))} wall={wall:.1f}s "
-        f"settling={settle_s:.1f}s starts={execution.starts} kills_with_work_in_flight={in_flight}"
+        f"settling={settle_s:.1f}s starts={execution.worker_starts()} "
+        f"kills_with_work_in_flight={in_flight}"
     )
 
-    assert kills >= KILLS and execution.starts == KILLS + 1
+    restarts = supervisor_restarts(all_log.read_text(errors="replace"))
+    assert kills >= KILLS and execution.worker_starts() == KILLS + 1 + restarts
     assert in_flight >= 1, "no kill found execution with uncommitted input"
     assert len(granted) >= 40, f"only {len(granted)} grants: the load did not exercise much"
     many = {i: ids for i, ids in entries.items() if len(ids) > 1}
