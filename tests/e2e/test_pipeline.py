@@ -65,12 +65,12 @@ def crossover_env() -> dict[str, str]:
     }
 
 
-def _poison_every_input(settings, producer: Producer) -> set[str]:
-    """Garbage bytes on every topic some agent reads; returns those topics. Not on the
+def _poison_every_input(settings, producer: Producer, agents: list[str]) -> set[str]:
+    """Garbage bytes on every topic one of `agents` reads; returns those topics. Not on the
     governor's own transactional log (portfolio.decisions), which no one else writes: its
     readers' dead-lettering is shown in tests/integration/test_venue_agents.py, and the
     audit must keep treating a foreign record there as an error."""
-    topics = {t for spec in REGISTRY for t in spec.reads} - {
+    topics = {t for spec in REGISTRY.select(",".join(agents)) for t in spec.reads} - {
         GOVERNOR_SNAPSHOTS,
         PORTFOLIO_DECISIONS,
     }
@@ -102,7 +102,7 @@ def test_sample_to_paper_fills_with_workers_killed(settings, tmp_path: Path) -> 
 
     def chaos(stats) -> None:
         if stats.steps == 20:
-            poisoned.update(_poison_every_input(settings, producer))
+            poisoned.update(_poison_every_input(settings, producer, agents))
         if stats.steps in kills_at:
             execution.kill()
         if stats.steps in others_killed_at:
