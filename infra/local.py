@@ -31,6 +31,7 @@ from pathlib import Path
 
 from infra import dist
 from quantum.config import InfraSettings
+from quantum.processes import running
 
 MARKER = ".quantum-infra"  # only a state dir holding this file is ever purged
 _POLL_S = 0.1
@@ -147,19 +148,7 @@ def _alive(pid: int) -> bool:
             return True
         _CHILDREN.pop(pid, None)
         return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    return running(pid)
 
 
 def _cmdline(pid: int) -> str:

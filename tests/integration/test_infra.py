@@ -24,6 +24,7 @@ from infra import cli, local
 from quantum.app.settings import Settings
 from quantum.config import InfraSettings
 from quantum.polling import wait_until
+from quantum.processes import running
 
 pytestmark = pytest.mark.broker
 
@@ -54,14 +55,6 @@ def _processes_mentioning(text: str) -> list[int]:
         if text in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture
@@ -110,7 +103,7 @@ def test_up_is_idempotent_and_down_leaves_no_process(own: InfraSettings) -> None
     assert _processes_mentioning(str(own.state_dir)) == [first.broker_pid]
 
     local.down(own)
-    assert not _pid_alive(first.broker_pid)
+    assert not running(first.broker_pid)
     assert _processes_mentioning(str(own.state_dir)) == []
     after = local.status(own)
     assert not after.healthy
@@ -127,7 +120,7 @@ def test_killed_broker_is_replaced_and_purge_keeps_the_marker(own: InfraSettings
     # the signal is delivered asynchronously: wait for the pid to look dead; the stale pid
     # file must then not pass for a broker. (Its JVM threads may still hold the port a
     # moment longer: `up` gives a dying process PORT_GRACE_S, which failed once in CI.)
-    wait_until(lambda: not _pid_alive(old_pid), 30, f"broker pid {old_pid} to die", poll_s=0.02)
+    wait_until(lambda: not running(old_pid), 30, f"broker pid {old_pid} to die", poll_s=0.02)
     assert not local.status(own).healthy
 
     local.up(own)
@@ -171,7 +164,7 @@ def test_registry_serves_ccompat_with_backward_rule(own: InfraSettings) -> None:
     assert register({"type": "record", "name": "R", "fields": added}) == 409
 
     local.down(own)
-    assert not _pid_alive(st.registry_pid)
+    assert not running(st.registry_pid)
     assert _processes_mentioning(str(own.state_dir)) == []
 
 

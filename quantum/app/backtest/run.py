@@ -20,6 +20,7 @@ from quantum.app.supervisor import readers_of
 from quantum.app.worker import APP_ID
 from quantum.marketdata import Kline, RowError
 from quantum.polling import wait_until
+from quantum.processes import running
 from quantum.quiescence import Quiescence, Reader
 from topologies.apply import apply_topology
 
@@ -47,17 +48,7 @@ def _kill_and_reap_wait(pid: int, timeout_s: float = 30.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    wait_until(
-        lambda: not _running(pid), timeout_s, f"pid {pid} to exit after SIGKILL", poll_s=0.01
-    )
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    wait_until(lambda: not running(pid), timeout_s, f"pid {pid} to exit after SIGKILL", poll_s=0.01)
 
 
 @dataclass
