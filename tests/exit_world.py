@@ -343,13 +343,12 @@ def worker_readers(settings: Any, group: str) -> Any:
     from confluent_kafka import KafkaException
 
     from agents.registry import REGISTRY
-    from quantum.quiescence import Quiescence, Reader
+    from quantum.app.supervisor import readers_of
+    from quantum.quiescence import Quiescence
 
-    reads = sorted({t for name in ("harvest", "exit_guard") for t in REGISTRY.get(name).reads})
-    group_id = f"{settings.kafka.topic_prefix}{group}"  # Faust's group is its app id
-    quiescence = Quiescence(
-        settings.kafka.bootstrap, [Reader(group_id, tuple(settings.topic(t) for t in reads))]
-    )
+    specs = REGISTRY.select("harvest,exit_guard")
+    readers, transactional = readers_of(settings, specs, group)
+    quiescence = Quiescence(settings.kafka.bootstrap, readers, transactional=transactional)
 
     def answers() -> bool:  # just after the topics were created, a leader may be missing
         try:
