@@ -6,6 +6,7 @@ give up rather than loop."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -75,6 +76,15 @@ def _settled(worker: WorkerProcess, quiescence: Quiescence) -> None:
     quiescence.wait(120, failed=failed)
 
 
+VERDICT = r"supervisor: supervisor: (?:not restarting: )?(.+?)(?:; restart \d+ in|; \d+ restarts?)"
+REFUSED_A_HOLE = "the worker exited with status 71"
+
+
+def _verdicts(worker: WorkerProcess) -> list[str]:
+    """Why each run under the supervisor ended, in order, from the supervisor's log."""
+    return re.findall(VERDICT, worker.log_path.read_text(errors="replace"))
+
+
 def test_a_killed_worker_is_restarted_and_reads_on(settings: Settings, tmp_path: Path) -> None:
     assert apply_topology(settings).ok
     ticks = Ticks(settings)
@@ -87,7 +97,12 @@ def test_a_killed_worker_is_restarted_and_reads_on(settings: Settings, tmp_path:
         worker.kill()  # the worker under the supervisor, not the supervisor
         ticks.send(5)
         _settled(worker, quiescence)
-        assert worker.alive() and worker.worker_starts() == 2
+        # the kill, then maybe runs that met Faust's restart anomaly (faust-streaming #596:
+        # a record not handed to the agent), each refused with 71 and restarted
+        ends = _verdicts(worker)
+        assert ends[0] == "the worker exited with status -9", ends
+        assert set(ends[1:]) <= {REFUSED_A_HOLE}, ends
+        assert worker.alive() and worker.worker_starts() == 1 + len(ends)
         group = f"{settings.kafka.topic_prefix}{GROUP}"
         assert quiescence.committed()[(group, ticks.topic, 0)] == 10
     finally:
@@ -110,9 +125,17 @@ def test_a_hole_in_a_gapless_input_stops_the_worker_and_the_supervisor_gives_up(
     for future in admin.delete_records([TopicPartition(ticks.topic, 0, end - 1)]).values():
         future.result(30)  # 3 and 4 are gone: the log now starts at 5
     worker.start()
-    wait_until(lambda: not worker.alive(), 180, "the supervisor to give up", poll_s=0.1)
+    # a run may also end otherwise before it reaches the hole (a Faust start-up error, or
+    # the restart anomaly of faust-streaming #596 seen as a stall): the supervisor restarts
+    # those too, so the budget covers three stall timeouts
+    wait_until(lambda: not worker.alive(), 400, "the supervisor to give up", poll_s=0.1)
     log = worker.log_path.read_text(errors="replace")
-    assert worker.proc.returncode == EXIT_RECORDS_SKIPPED, log[-3000:]
-    assert "market.ticks/0@5 came after @2" in log
-    # the first start, then two restarts, each refusing the same hole
-    assert log.count("exited with status 71") == 3 and worker.worker_starts() == 4
+    runs = _verdicts(worker)
+    refused = log.count("market.ticks/0@5 came after @2")
+    # the first start, then two restarts; every run that read the hole refused it with 71
+    assert worker.worker_starts() == 4 and len(runs) == 3, log[-3000:]
+    assert refused >= 1 and runs.count(REFUSED_A_HOLE) == refused, runs
+    if runs[-1] == REFUSED_A_HOLE:
+        assert worker.proc.returncode == EXIT_RECORDS_SKIPPED, log[-3000:]
+    group = f"{settings.kafka.topic_prefix}{GROUP}"
+    assert _quiescence(settings).committed()[(group, ticks.topic, 0)] == 3  # nothing past it
