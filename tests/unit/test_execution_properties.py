@@ -376,11 +376,33 @@ def test_shared_symbols_never_pyramid_and_never_resend(
         assert any(isinstance(c, SlotRelease) and c.intent_id == e.intent_id for c in run.commands)
 
 
+def partition_reads(data: st.DataObject, reports: list[ExecutionResult]) -> list[ExecutionResult]:
+    """What positions reads of execution.results: keyed by symbol, so each symbol's reports
+    come in the venue's order (the pool holds them as the exchange made them); a restart
+    reads again from an earlier committed offset, so runs of reports come twice.
+
+    Not the order execution consumed them in (`Run.reports`): that one mixes the inputs of
+    several topics and may see one symbol's later report first, which no single partition
+    does. Fed that way, an entry fill of a second intent could land before the first
+    intent's exit fill and the flat moment between them, with its release, would be lost
+    (hypothesis found it): the positions core relies on the partition's order."""
+    out: list[ExecutionResult] = []
+    i = rewinds = 0
+    while i < len(reports):
+        out.append(reports[i])
+        if rewinds < 5 and data.draw(st.integers(0, 9)) == 9:  # shrinks toward no rereads
+            i = data.draw(st.integers(max(0, i - 3), i))  # reads [i..] again
+            rewinds += 1
+        else:
+            i += 1
+    return out
+
+
 @given(worlds(shared_symbols=True), st.data())
 def test_positions_quantity_is_the_sum_of_fills_whatever_the_redeliveries(
     w: Any, data: st.DataObject
 ) -> None:
-    """The reports a shuffled run delivered (duplicates included) into the positions core:
+    """The reports of a shuffled run, read as positions reads them, into the positions core:
     each symbol's position is the signed sum of the distinct fills, and every position
     execution saw close was closed there with a release for its intent."""
     fs, syms = w
@@ -390,7 +412,7 @@ def test_positions_quantity_is_the_sum_of_fills_whatever_the_redeliveries(
     releases: set[str] = set()
     from agents.execution.codec import result_to_avro
 
-    for r in run.reports:
+    for r in partition_reads(data, [x for x in run.pool if isinstance(x, ExecutionResult)]):
         step = core.on_report(report_from_avro(result_to_avro(r)), books.get(r.symbol))
         books[r.symbol] = step.book
         releases |= {c.intent_id for c in step.commands if c.intent_id}
