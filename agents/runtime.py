@@ -13,6 +13,7 @@ a crash in between at worst writes the dead letter twice, never loses it.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from faust.types import EventT
 
 from quantum.config import RuntimeSettings
 from quantum.dlq import DLQ_SCHEMA, RawRecord, dead_letter_value
-from quantum.errors import PoisonRecord
+from quantum.errors import ENVIRONMENT_ERRORS, PoisonRecord
 from quantum.serde import AvroSerde
 from quantum.validation import validate
 from topologies.declaration import dlq_topic
@@ -132,6 +133,21 @@ class AgentContext:
         )
 
 
+EXIT_ENVIRONMENT = 75  # EX_TEMPFAIL: the registry failed; a restart reads the record again
+
+
+def stop_for_environment(agent: str, exc: Exception) -> None:
+    """Exit at once, this record unacknowledged: the registry is away or refused a schema,
+    which is no fault of the record, so dead-lettering it would lose a good one. Its offset
+    is not committed; a restart (the supervisor's, `quantum worker --supervise`) reads it
+    again, as after a kill -9 at this point."""
+    log.critical(
+        "%s: %s: %s; exiting (status %d)", agent, type(exc).__name__, exc, EXIT_ENVIRONMENT
+    )
+    logging.shutdown()
+    os._exit(EXIT_ENVIRONMENT)
+
+
 async def guarded_events(
     ctx: AgentContext,
     stream: faust.StreamT,
@@ -153,6 +169,8 @@ async def guarded_events(
             ctx.processed += 1
         except PoisonRecord as exc:
             await ctx.dead_letter(event, exc)
+        except ENVIRONMENT_ERRORS as exc:
+            stop_for_environment(ctx.name, exc)
         except Exception as exc:  # a handler bug must not stop the stream either
             log.exception("%s: handler failed", ctx.name)
             await ctx.dead_letter(event, exc)

@@ -44,10 +44,10 @@ from typing import Any, Protocol
 
 import faust
 
-from agents.runtime import AgentContext
+from agents.runtime import AgentContext, stop_for_environment
 from quantum.end_of_stream import EndOfStream, EndOfStreamTracker, marker_key, marker_of
 from quantum.end_of_stream import marker_record as eos_record
-from quantum.errors import PoisonRecord
+from quantum.errors import ENVIRONMENT_ERRORS, PoisonRecord
 from quantum.validation import validate
 from topologies.declaration import TOPOLOGY
 
@@ -260,6 +260,8 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
                 ctx.processed += 1
             except PoisonRecord as exc:
                 await ctx.dead_letter(event, exc)
+            except ENVIRONMENT_ERRORS as exc:
+                stop_for_environment(ctx.name, exc)
             except Exception as exc:  # a core bug must not stop the stream either
                 log.exception("%s: processing failed", ctx.name)
                 await ctx.dead_letter(event, exc)

@@ -53,3 +53,8 @@ class SchemaRegistrationError(RuntimeError):
 
 class CliError(Exception):
     """A failure the user can act on: `quantum` prints it as one line and exits 2."""
+
+
+# Not the record's fault: an agent that meets one stops (and is restarted) instead of
+# dead-lettering a good record (agents/runtime.py `stop_for_environment`).
+ENVIRONMENT_ERRORS: tuple[type[Exception], ...] = (RegistryUnavailable, SchemaRegistrationError)

@@ -26,11 +26,13 @@ from pathlib import Path
 import pytest
 
 from agents.governor.audit import audit_decisions
-from agents.governor.io import CommandSender, governor_group_id, read_decisions
+from agents.governor.io import CommandSender, read_decisions
 from agents.governor.model import DecisionKind, Side, SlotRequest
+from agents.registry import REGISTRY
 from exchange.rules import ExchangeRules
 from quantum.app.backtest.run import WorkerProcess
 from quantum.app.settings import Settings
+from quantum.app.supervisor import readers_of
 from quantum.marketdata import Kline
 from quantum.quiescence import Quiescence, Reader
 from quantum.serde import AvroSerde
@@ -47,12 +49,7 @@ from tests.integration.venue_io import (
 from topologies.apply import apply_topology
 from topologies.declaration import (
     EXECUTION_RESULTS,
-    EXIT_INTENTS,
-    MARKET_TICKS,
     ORDERS,
-    PORTFOLIO,
-    PORTFOLIO_DECISIONS,
-    SIZED_INTENTS,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -134,27 +131,13 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
     )
     execution = WorkerProcess(("execution",), "exec", env, logs / "execution.log", supervise=True)
     workers = (governor, venue, execution)
-    quiet = Quiescence(
-        settings.kafka.bootstrap,
-        [
-            # the governor's transactional id and group derive from the topic prefix
-            Reader(governor_group_id(settings), (settings.topic(PORTFOLIO),)),
-            Reader(
-                f"{prefix}venue",
-                tuple(map(settings.topic, (ORDERS, MARKET_TICKS, EXECUTION_RESULTS))),
-            ),
-            Reader(
-                f"{prefix}exec",
-                tuple(
-                    map(
-                        settings.topic,
-                        (PORTFOLIO_DECISIONS, SIZED_INTENTS, EXIT_INTENTS, EXECUTION_RESULTS),
-                    )
-                ),
-            ),
-        ],
-        transactional=(settings.topic(PORTFOLIO_DECISIONS),),
-    )
+    # the readers each worker commits, as its supervisor sees them (the governor's group
+    # derives from the topic prefix)
+    readers: list[Reader] = []
+    for w in workers:
+        readers += readers_of(settings, REGISTRY.select(",".join(w.agents)), w.group)[0]
+    transactional = readers_of(settings, (), "")[1]
+    quiet = Quiescence(settings.kafka.bootstrap, readers, transactional=transactional)
     serde = AvroSerde.from_settings(settings)
     feed = Feed(settings, serde)
     sender = CommandSender(settings, serde=serde)

@@ -2,29 +2,34 @@
 goes on from its committed offsets; a hole in a gapless input (here made on purpose by
 deleting records the worker had not read) stops the worker with status 71 before it
 applies anything out of order, and a hole that a restart cannot mend makes the supervisor
-give up rather than loop."""
+give up rather than loop. A registry outage stops the worker too (status 75), and
+dead-letters no good record."""
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from agents.registry import REGISTRY
+from agents.runtime import EXIT_ENVIRONMENT
 from agents.stateful import EXIT_RECORDS_SKIPPED
 from quantum.app.backtest.run import WorkerProcess
 from quantum.app.settings import Settings
 from quantum.app.supervisor import readers_of
+from quantum.dlq import read_dead_letters
 from quantum.polling import wait_until
 from quantum.quiescence import Quiescence
 from quantum.serde import AvroSerde
 from tests.exit_world import FAST_GROUP_ENV, SUPERVISOR_ENV, kline_record
+from tests.tcp_switch import TcpSwitch
 from topologies.apply import apply_topology
-from topologies.declaration import MARKET_TICKS, TOPOLOGY
+from topologies.declaration import MARKET_TICKS, TOPOLOGY, dlq_topic
 
 pytestmark = [pytest.mark.broker]
 
@@ -139,3 +144,40 @@ def test_a_hole_in_a_gapless_input_stops_the_worker_and_the_supervisor_gives_up(
         assert worker.proc.returncode == EXIT_RECORDS_SKIPPED, log[-3000:]
     group = f"{settings.kafka.topic_prefix}{GROUP}"
     assert _quiescence(settings).committed()[(group, ticks.topic, 0)] == 3  # nothing past it
+
+
+def test_a_registry_outage_stops_the_worker_and_dead_letters_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The worker reaches the registry through a switch that is off: the first record's
+    writer schema cannot be fetched, which is no fault of the record. The worker exits 75
+    with the record uncommitted, the supervisor restarts it, and once the registry answers
+    again every record is processed and none was dead-lettered."""
+    assert apply_topology(settings).ok
+    ticks = Ticks(settings)  # registers the schema through the real registry
+    registry = urlsplit(settings.registry.url)
+    switch = TcpSwitch(registry.port or 80)
+    url = registry._replace(netloc=f"127.0.0.1:{switch.port}").geturl()
+    worker = _worker(settings, tmp_path, SCHEMA_REGISTRY_URL=url)
+    quiescence = _quiescence(settings)
+    group = f"{settings.kafka.topic_prefix}{GROUP}"
+    try:
+        worker.start()
+        end = ticks.send(3)
+        outage = f"exited with status {EXIT_ENVIRONMENT}"
+        wait_until(lambda: outage in worker.log_path.read_text(), 180, "an exit for the outage")
+        assert quiescence.committed().get((group, ticks.topic, 0), 0) == 0  # not past record 0
+        switch.up()
+        _settled(worker, quiescence)
+        assert quiescence.committed()[(group, ticks.topic, 0)] == end
+        ends = _verdicts(worker)
+        assert f"the worker {outage}" in ends and set(ends) <= {
+            f"the worker {outage}",
+            REFUSED_A_HOLE,
+        }
+        assert "RegistryUnavailable" in worker.log_path.read_text()
+    finally:
+        worker.stop()
+        switch.down()
+    dlq = settings.topic(dlq_topic(MARKET_TICKS))
+    assert list(read_dead_letters(settings, dlq)) == []

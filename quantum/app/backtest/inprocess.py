@@ -59,7 +59,7 @@ from quantum.app.backtest.driver import FEED, FeedStats, by_event_time
 from quantum.dlq import DLQ_SCHEMA, RawRecord, dead_letter_value
 from quantum.end_of_stream import EndOfStream, EndOfStreamTracker, marker_key, marker_of
 from quantum.end_of_stream import marker_record as eos_record
-from quantum.errors import PoisonRecord
+from quantum.errors import ENVIRONMENT_ERRORS, PoisonRecord
 from quantum.marketdata import Kline, RowError
 from quantum.records import tagged
 from quantum.serde import AvroSerde
@@ -392,6 +392,8 @@ class InProcessEngine:
                         self.emit(reader.name, outs, now_ms)
                 except PoisonRecord as exc:
                     self._dead_letter(reader.name, rec, exc, now_ms)
+                except ENVIRONMENT_ERRORS:
+                    raise  # the registry, not the record: the run fails, nothing is dead-lettered
                 except Exception as exc:  # a core bug must not stop the run either
                     log.exception("%s: processing failed", reader.name)
                     self._dead_letter(reader.name, rec, exc, now_ms)
