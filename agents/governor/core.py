@@ -724,25 +724,25 @@ class GovernorCore:
         out = self._out
         k = self._repeat_no
         out.append(
-            Decision(
-                decision_id=f"{self._cmd_id}#{k}.{len(out)}" if k else f"{self._cmd_id}#{len(out)}",
-                command_id=self._cmd_id,
-                kind=kind,
-                event_time_ms=self._now,
-                intent_id=intent_id,
-                symbol=symbol,
-                side=side,
-                notional=notional,
-                score=score,
-                deny_reason=deny_reason,
-                release_reason=release_reason,
-                for_intent_id=for_intent_id,
-                regime=self._regime,
-                halted=self._halted,
-                open_after=self._open,
-                reserved_after=self._reserved,
-                active_slots=self._active,
-                max_open_positions=self._cfg.max_open_positions,
+            Decision(  # positionally, in field order: this is the hottest line of a decision
+                f"{self._cmd_id}#{k}.{len(out)}" if k else f"{self._cmd_id}#{len(out)}",
+                self._cmd_id,
+                kind,
+                self._now,
+                intent_id,
+                symbol,
+                side,
+                notional,
+                score,
+                deny_reason,
+                release_reason,
+                for_intent_id,
+                self._regime,
+                self._halted,
+                self._open,
+                self._reserved,
+                self._active,
+                self._cfg.max_open_positions,
             )
         )
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from quantum.frozen import fast_init
+
 
 class Side(StrEnum):
     LONG = "LONG"
@@ -85,6 +87,7 @@ class DecisionKind(StrEnum):
 FINAL_KINDS = frozenset({DecisionKind.GRANTED, DecisionKind.DENIED})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SlotRequest:
     """Ask for a slot for a new position; `intent_id` is also the command id."""
@@ -101,6 +104,7 @@ class SlotRequest:
         return self.intent_id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SlotFilled:
     """The order of a granted request filled: the reservation is now an open position."""
@@ -111,6 +115,7 @@ class SlotFilled:
     event_time_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SlotRelease:
     """Free a slot, found by `intent_id` if given, else by `symbol`.
@@ -126,6 +131,7 @@ class SlotRelease:
     event_time_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SetRegime:
     command_id: str
@@ -133,6 +139,7 @@ class SetRegime:
     event_time_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Halt:
     """Deny every new entry until `Resume`; exits never need a slot."""
@@ -142,12 +149,14 @@ class Halt:
     event_time_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Resume:
     command_id: str
     event_time_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Clock:
     """Event-time heartbeat: lets reservations and rotation waits expire with no other traffic."""
@@ -159,6 +168,7 @@ class Clock:
 Command = SlotRequest | SlotFilled | SlotRelease | SetRegime | Halt | Resume | Clock
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One line of the governor's decisions log.
