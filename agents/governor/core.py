@@ -197,6 +197,11 @@ class GovernorCore:
         return self._cfg
 
     @property
+    def remembered(self) -> int:
+        """Entries a snapshot holds: intents (live and terminal) and handled command ids."""
+        return len(self._intents) + len(self._seen)
+
+    @property
     def open_count(self) -> int:
         return self._open
 

@@ -14,8 +14,8 @@ So a crash at any instant either shows all of a batch's effects or none.
 
 Throughput (docs/governor-performance.md): a batch is decided and encoded before its
 transaction opens, and its records go out in one produce_batch per topic; while a
-committer thread flushes and commits it, the commands arriving meanwhile are decided,
-to be published only after that commit succeeded.
+committer thread opens the transaction, publishes, flushes and commits it, the commands
+arriving meanwhile are decided, to be handed over only after that commit succeeded.
 
 State is not trusted across a crash: on start (and after any aborted
 transaction) the core is rebuilt from the last committed snapshot plus a
@@ -53,7 +53,7 @@ from confluent_kafka import (
 )
 
 from agents.governor.codec import DECISION_SCHEMA, decision_to_avro
-from agents.governor.config import GovernorSettings
+from agents.governor.config import GovernorSettings, GovernorShellSettings
 from agents.governor.core import GovernorCore
 from agents.governor.io import decode_command, record_timestamp
 from agents.governor.model import Command
@@ -105,6 +105,14 @@ def consumer_config(bootstrap: str, group_id: str) -> dict[str, object]:
         "fetch.wait.max.ms": 5,
         "enable.partition.eof": False,
     }
+
+
+def snapshot_due(since: int, remembered: int, conf: GovernorShellSettings) -> bool:
+    """After `snapshot_every` commands, and not before one command per
+    `1 / snapshot_every_per_entry` entries the snapshot would hold: writing a snapshot costs
+    O(entries), so this keeps its cost per command constant as the remembered state grows
+    (and a restart replays at most max(snapshot_every, per_entry * entries) commands)."""
+    return since >= conf.snapshot_every and since >= conf.snapshot_every_per_entry * remembered
 
 
 class GovernorFenced(RuntimeError):
@@ -160,11 +168,12 @@ class GovernorShell:
         self._in_transaction = False
         # Flushes, sends the offsets and commits while the next batch is prepared (run());
         # never two transactional calls at once.
-        self._committer = _Committer(self._commit, name=f"{instance}-commit")
+        self._committer = _Committer(self._publish_and_commit, name=f"{instance}-commit")
         self._group_metadata = None
         self.core = GovernorCore(settings.governor)
         self._next_offset = 0
         self._since_snapshot = 0
+        self._snapshot_now = False  # the next transaction carries a snapshot, whatever the count
         bootstrap = settings.kafka.bootstrap
         self.producer = Producer(producer_config(bootstrap, self.transactional_id))
         # assign(), not subscribe(): one partition, and no wait for a dead member's session
@@ -215,7 +224,8 @@ class GovernorShell:
                 config.max_open_positions,
             )
         self._next_offset = committed
-        self._since_snapshot = self.shell.snapshot_every if fresh_snapshot else replayed
+        self._since_snapshot = replayed
+        self._snapshot_now = fresh_snapshot
         self.consumer.assign([TopicPartition(self.portfolio, 0, committed)])
         # Read here, not in the committer thread while this one consumes.
         self._group_metadata = self.consumer.consumer_group_metadata()
@@ -270,11 +280,12 @@ class GovernorShell:
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> BatchStats:
         """Decide until `should_stop()`; returns counts. Raises GovernorFenced if fenced.
 
-        Two stages overlap: while one transaction is flushed, its offsets sent and it is
-        committed (in the committer thread, blocked in librdkafka without the GIL), the
-        commands arriving meanwhile (up to `commands_per_transaction`) are decoded,
-        decided and encoded here, as they come. They are published once that commit
-        succeeded; if it fails instead, they are dropped with the rest of the state,
+        Two stages overlap: while one transaction is opened, published, flushed, its
+        offsets sent and it is committed (in the committer thread, mostly blocked in
+        librdkafka without the GIL), the commands arriving meanwhile (up to
+        `commands_per_transaction`) are decoded, decided and encoded here, as they come.
+        They are handed over once that commit succeeded; if it fails instead, they are
+        dropped with the rest of the state,
         which is rebuilt from the committed log (`_restore`), as after any abort.
         """
         self.start()
@@ -299,8 +310,7 @@ class GovernorShell:
                     elif batch is None:
                         batch = self._take(limit, wait_s, None)
                     if batch is not None:
-                        self._publish(batch)
-                        self._committer.start(batch)
+                        self._committer.start(batch)  # publishes it, then commits
                         committing, batch = True, None
                 except KafkaException as exc:
                     batch = None
@@ -381,7 +391,7 @@ class GovernorShell:
                 decisions.append({"value": value, "key": (decision.symbol or "").encode()})
         self._next_offset = batch.next_offset = decoded[-1][0].offset() + 1
         self._since_snapshot += len(decoded)
-        if self._since_snapshot >= self.shell.snapshot_every:
+        if self._snapshot_due():
             # (state and offset as of now; more commands may join the batch after it, which
             # a restore replays from the committed log like any others)
             batch.snapshot = self._snapshot()
@@ -400,6 +410,10 @@ class GovernorShell:
         if batch.snapshot is not None:
             self.producer.produce(self.snapshots_topic, key=SNAPSHOT_KEY, value=batch.snapshot)
         batch.published_at = t0
+
+    def _publish_and_commit(self, batch: _Batch) -> None:
+        self._publish(batch)
+        self._commit(batch)
 
     def _commit(self, batch: _Batch) -> None:
         t1 = time.perf_counter()
@@ -464,6 +478,11 @@ class GovernorShell:
             out["key"] = msg.key()
         return out
 
+    def _snapshot_due(self) -> bool:
+        return self._snapshot_now or snapshot_due(
+            self._since_snapshot, self.core.remembered, self.shell
+        )
+
     def _snapshot(self) -> bytes:
         payload = {
             "v": SNAPSHOT_VERSION,
@@ -471,6 +490,7 @@ class GovernorShell:
             "core": self.core.to_snapshot(),
         }
         self._since_snapshot = 0
+        self._snapshot_now = False
         return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 1)
 
     def _abort_and_recover(self) -> None:
