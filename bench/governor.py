@@ -475,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             "bootstrap": base.kafka.bootstrap,
             "max_batch_wait_ms": base.governor_shell.max_batch_wait_ms,
             "snapshot_every": SNAPSHOT_EVERY,
+            "snapshot_every_per_entry": base.governor_shell.snapshot_every_per_entry,
             "isolation": "read_committed",
             "bare_record_bytes": BARE_RECORD_BYTES,
             "governor": base.governor.model_dump(),
