@@ -166,8 +166,8 @@ class GovernorShell:
         self.group_id = self.shell.group_id_for(prefix)
         self.stats = BatchStats()  # committed work only
         self._in_transaction = False
-        # Flushes, sends the offsets and commits while the next batch is prepared (run());
-        # never two transactional calls at once.
+        # Opens, publishes, flushes, sends the offsets and commits each batch while the next
+        # one is prepared (run()); never two transactional calls at once.
         self._committer = _Committer(self._publish_and_commit, name=f"{instance}-commit")
         self._group_metadata = None
         self.core = GovernorCore(settings.governor)
