@@ -28,13 +28,11 @@ import pytest
 from agents.governor.audit import audit_decisions
 from agents.governor.io import CommandSender, read_decisions
 from agents.governor.model import DecisionKind, Side, SlotRequest
-from agents.registry import REGISTRY
 from exchange.rules import ExchangeRules
-from quantum.app.backtest.run import WorkerProcess
+from quantum.app.backtest.run import WorkerProcess, readers_of_processes
 from quantum.app.settings import Settings
-from quantum.app.supervisor import readers_of
 from quantum.marketdata import Kline
-from quantum.quiescence import Quiescence, Reader
+from quantum.quiescence import Quiescence
 from quantum.serde import AvroSerde
 from tests.exit_world import SUPERVISOR_ENV, supervisor_restarts
 from tests.integration.venue_io import (
@@ -133,10 +131,7 @@ def test_execution_sigkilled_mid_grant_never_sends_an_entry_twice(
     workers = (governor, venue, execution)
     # the readers each worker commits, as its supervisor sees them (the governor's group
     # derives from the topic prefix)
-    readers: list[Reader] = []
-    for w in workers:
-        readers += readers_of(settings, REGISTRY.select(",".join(w.agents)), w.group)[0]
-    transactional = readers_of(settings, (), "")[1]
+    readers, transactional = readers_of_processes(settings, workers)
     quiet = Quiescence(settings.kafka.bootstrap, readers, transactional=transactional)
     serde = AvroSerde.from_settings(settings)
     feed = Feed(settings, serde)

@@ -51,6 +51,21 @@ def _kill_and_reap_wait(pid: int, timeout_s: float = 30.0) -> None:
     wait_until(lambda: not running(pid), timeout_s, f"pid {pid} to exit after SIGKILL", poll_s=0.01)
 
 
+def readers_of_processes(
+    settings: Any, processes: Iterable[WorkerProcess]
+) -> tuple[list[Reader], set[str]]:
+    """Who must have caught up for these workers' pipeline to be settled (each worker's
+    groups, as its supervisor sees them), and which topics are written in transactions
+    (they end with a commit marker)."""
+    readers: list[Reader] = []
+    transactional: set[str] = set()
+    for proc in processes:
+        more, txn = readers_of(settings, REGISTRY.select(",".join(proc.agents)), proc.group)
+        readers.extend(more)
+        transactional |= txn
+    return readers, transactional
+
+
 @dataclass
 class WorkerProcess:
     """One `quantum worker` child; tests kill and restart it.
@@ -170,16 +185,7 @@ class Backtest:
             )
 
     def readers(self) -> tuple[list[Reader], set[str]]:
-        """Who must have caught up for the pipeline to be settled, and which topics are
-        written in transactions (they end with a commit marker)."""
-        readers: list[Reader] = []
-        transactional: set[str] = set()
-        for proc in self.processes:
-            specs = REGISTRY.select(",".join(proc.agents))
-            more, txn = readers_of(self.settings, specs, proc.group)
-            readers.extend(more)
-            transactional |= txn
-        return readers, transactional
+        return readers_of_processes(self.settings, self.processes)
 
     def start(self) -> Quiescence:
         self.out_dir.mkdir(parents=True, exist_ok=True)
