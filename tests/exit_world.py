@@ -10,6 +10,7 @@ and a test on the broker compares what the worker wrote with them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -125,9 +126,22 @@ SUPERVISOR_ENV = {
 }
 
 
+# How each run under a supervisor ended, as quantum/app/supervisor.py logs it.
+SUPERVISOR_VERDICT = re.compile(
+    r"supervisor: supervisor: (?:not restarting: )?(.+?)(?:; restart \d+ in|; \d+ restarts?)"
+)
+REFUSED_A_HOLE = "the worker exited with status 71"
+STALLED = "the worker stopped committing while it had lag"
+
+
+def supervisor_verdicts(log: str) -> list[str]:
+    """Why each run under the supervisor ended, in order, from the supervisor's log."""
+    return SUPERVISOR_VERDICT.findall(log)
+
+
 def supervisor_restarts(log: str) -> int:
     """Restarts a supervisor made for another cause than a kill: a hole or a stall."""
-    return log.count("exited with status 71") + log.count("stopped committing while it had lag")
+    return sum(v in (REFUSED_A_HOLE, STALLED) for v in supervisor_verdicts(log))
 
 
 def processors() -> list[Any]:

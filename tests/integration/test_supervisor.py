@@ -7,7 +7,6 @@ dead-letters no good record."""
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,7 +25,13 @@ from quantum.dlq import read_dead_letters
 from quantum.polling import wait_until
 from quantum.quiescence import Quiescence
 from quantum.serde import AvroSerde
-from tests.exit_world import FAST_GROUP_ENV, SUPERVISOR_ENV, kline_record
+from tests.exit_world import (
+    FAST_GROUP_ENV,
+    REFUSED_A_HOLE,
+    SUPERVISOR_ENV,
+    kline_record,
+    supervisor_verdicts,
+)
 from tests.tcp_switch import TcpSwitch
 from topologies.apply import apply_topology
 from topologies.declaration import MARKET_TICKS, TOPOLOGY, dlq_topic
@@ -81,13 +86,8 @@ def _settled(worker: WorkerProcess, quiescence: Quiescence) -> None:
     quiescence.wait(120, failed=failed)
 
 
-VERDICT = r"supervisor: supervisor: (?:not restarting: )?(.+?)(?:; restart \d+ in|; \d+ restarts?)"
-REFUSED_A_HOLE = "the worker exited with status 71"
-
-
 def _verdicts(worker: WorkerProcess) -> list[str]:
-    """Why each run under the supervisor ended, in order, from the supervisor's log."""
-    return re.findall(VERDICT, worker.log_path.read_text(errors="replace"))
+    return supervisor_verdicts(worker.log_path.read_text(errors="replace"))
 
 
 def test_a_killed_worker_is_restarted_and_reads_on(settings: Settings, tmp_path: Path) -> None:
