@@ -64,6 +64,10 @@ class GovernorShellSettings(BaseModel):
         fixed interval would make its cost per command grow without bound; this keeps it
         constant. A restart replays at most max(snapshot_every, that) commands. 0: the
         interval is snapshot_every alone.
+    gc_freeze_every: every this many commands, freeze the survivors of CPython's young
+        collector generations (quantum/gc_freeze.py; default 5000, 0: never). Without it the
+        collector's full passes scan the whole remembered state: 40-60 ms pauses at 120,000
+        entries, the governor's latency tail.
     transactional_id: fixed per deployment; a second instance with it fences the first.
         None (the default): `<topic prefix>quantum-governor`, so a demo or replay run under
         its own prefix never fences the live governor on the same broker, nor it them.
@@ -77,6 +81,7 @@ class GovernorShellSettings(BaseModel):
     max_batch_wait_ms: int = Field(5, ge=0)
     snapshot_every: int = Field(1000, ge=1)
     snapshot_every_per_entry: float = Field(1.0, ge=0)
+    gc_freeze_every: int = Field(5000, ge=0)
     transactional_id: str | None = None
     group_id: str | None = None
 

@@ -59,6 +59,7 @@ from agents.governor.io import decode_command, record_timestamp
 from agents.governor.model import Command
 from quantum.dlq import DLQ_SCHEMA, dead_letter_value
 from quantum.errors import PoisonRecord
+from quantum.gc_freeze import GcFreezer, freeze_survivors
 from quantum.kafka_util import high_watermarks, read_range
 from quantum.serde import AvroSerde
 from topologies.declaration import (
@@ -174,6 +175,7 @@ class GovernorShell:
         self._next_offset = 0
         self._since_snapshot = 0
         self._snapshot_now = False  # the next transaction carries a snapshot, whatever the count
+        self._gc = GcFreezer(self.shell.gc_freeze_every)
         bootstrap = settings.kafka.bootstrap
         self.producer = Producer(producer_config(bootstrap, self.transactional_id))
         # assign(), not subscribe(): one partition, and no wait for a dead member's session
@@ -226,6 +228,8 @@ class GovernorShell:
         self._next_offset = committed
         self._since_snapshot = replayed
         self._snapshot_now = fresh_snapshot
+        if self._gc.every:
+            freeze_survivors(2)  # the rebuilt state is long-lived: out of the collector's way
         self.consumer.assign([TopicPartition(self.portfolio, 0, committed)])
         # Read here, not in the committer thread while this one consumes.
         self._group_metadata = self.consumer.consumer_group_metadata()
@@ -391,6 +395,7 @@ class GovernorShell:
                 decisions.append({"value": value, "key": (decision.symbol or "").encode()})
         self._next_offset = batch.next_offset = decoded[-1][0].offset() + 1
         self._since_snapshot += len(decoded)
+        self._gc.count(len(decoded))
         if self._snapshot_due():
             # (state and offset as of now; more commands may join the batch after it, which
             # a restore replays from the committed log like any others)
