@@ -13,7 +13,6 @@ a crash in between at worst writes the dead letter twice, never loses it.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from faust.types import EventT
 from quantum.config import RuntimeSettings
 from quantum.dlq import DLQ_SCHEMA, RawRecord, dead_letter_value
 from quantum.errors import ENVIRONMENT_ERRORS, PoisonRecord
+from quantum.exit_status import exit_for_environment
 from quantum.serde import AvroSerde
 from quantum.validation import validate
 from topologies.declaration import dlq_topic
@@ -133,19 +133,12 @@ class AgentContext:
         )
 
 
-EXIT_ENVIRONMENT = 75  # EX_TEMPFAIL: the registry failed; a restart reads the record again
-
-
 def stop_for_environment(agent: str, exc: Exception) -> None:
     """Exit at once, this record unacknowledged: the registry is away or refused a schema,
     which is no fault of the record, so dead-lettering it would lose a good one. Its offset
     is not committed; a restart (the supervisor's, `quantum worker --supervise`) reads it
     again, as after a kill -9 at this point."""
-    log.critical(
-        "%s: %s: %s; exiting (status %d)", agent, type(exc).__name__, exc, EXIT_ENVIRONMENT
-    )
-    logging.shutdown()
-    os._exit(EXIT_ENVIRONMENT)
+    exit_for_environment(agent, f"{type(exc).__name__}: {exc}")
 
 
 async def guarded_events(

@@ -17,6 +17,10 @@ For each processor and K:
   latency:    records are sent open-loop at a fixed offered rate; the latency of one record
       is the time from its send to the moment a read_committed consumer sees its output
       (one clock: this process). For the governor the output is the request's decision.
+      Records are encoded before the clock starts and outputs identified after the run, so
+      the measuring costs both processors the same. K=100 is measured at 1,000 and 2,500/s
+      before the issue's 5,000/s; each phase also reports this process's worst 1 ms sleep
+      overrun (`stall_max`): a stall the measuring process itself suffered.
 `ratio` is the governor's median throughput over the bare loop's at the same K.
 Writes JSON with the machine, the settings and the 1-minute load average before each case
 (the machine is shared) to bench/results/governor.json.
@@ -559,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
             "max_batch_wait_ms": base.governor_shell.max_batch_wait_ms,
             "snapshot_every": SNAPSHOT_EVERY,
             "snapshot_every_per_entry": base.governor_shell.snapshot_every_per_entry,
+            "gc_freeze_every": base.governor_shell.gc_freeze_every,
+            "latency_lower_rates_seconds": LOWER_RATE_SECONDS,
             "isolation": "read_committed",
             "bare_record_bytes": BARE_RECORD_BYTES,
             "governor": base.governor.model_dump(),
@@ -568,7 +574,9 @@ def main(argv: list[str] | None = None) -> int:
             "per case and processor: the median of each figure over `repeat` runs (every run"
             " under `runs`); bare and governor alternate within each repeat; `ratio` is the"
             " governor's median per_second over the bare loop's; one discarded warm-up case of"
-            " each processor ran first; loadavg_1m_before is the machine's (shared) load"
+            " each processor ran first; loadavg_1m_before is the machine's (shared) load;"
+            " latency_ms_*_at_R: the same figures at R records/s offered (LOWER_RATE_SECONDS"
+            " each); *stall_max: this process's worst 1 ms sleep overrun in that phase"
         ),
         "results": results,
     }

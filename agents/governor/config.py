@@ -68,6 +68,11 @@ class GovernorShellSettings(BaseModel):
         collector generations (quantum/gc_freeze.py; default 5000, 0: never). Without it the
         collector's full passes scan the whole remembered state: 40-60 ms pauses at 120,000
         entries, the governor's latency tail.
+    commit_hang_s: a transaction's commit (flush, offsets, commit, each retried while
+        librdkafka calls its error retriable) that has not returned after this long is taken
+        as hung, and the process exits with status 75 for its supervisor to start another
+        (default 120). librdkafka can block in send_offsets_to_transaction forever once the
+        group coordinator restarted (#5456, #5511).
     transactional_id: fixed per deployment; a second instance with it fences the first.
         None (the default): `<topic prefix>quantum-governor`, so a demo or replay run under
         its own prefix never fences the live governor on the same broker, nor it them.
@@ -82,6 +87,7 @@ class GovernorShellSettings(BaseModel):
     snapshot_every: int = Field(1000, ge=1)
     snapshot_every_per_entry: float = Field(1.0, ge=0)
     gc_freeze_every: int = Field(5000, ge=0)
+    commit_hang_s: float = Field(120.0, gt=0)
     transactional_id: str | None = None
     group_id: str | None = None
 

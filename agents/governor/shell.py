@@ -42,6 +42,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from confluent_kafka import (
     Consumer,
@@ -59,6 +60,7 @@ from agents.governor.io import decode_command, record_timestamp
 from agents.governor.model import Command
 from quantum.dlq import DLQ_SCHEMA, dead_letter_value
 from quantum.errors import PoisonRecord
+from quantum.exit_status import exit_for_environment
 from quantum.gc_freeze import GcFreezer, freeze_survivors
 from quantum.kafka_util import high_watermarks, read_range
 from quantum.serde import AvroSerde
@@ -306,9 +308,10 @@ class GovernorShell:
                 try:
                     room = limit - (0 if batch is None else batch.commands)
                     if committing:
-                        if room > 0 and not self._committer.finished():
+                        if room > 0 and not self._committer.finished() and not self._overdue():
                             batch = self._take(room, POLL_WHILE_COMMITTING_S, batch)
                             continue
+                        self._wait_for_commit()
                         committing = False
                         self._committer.outcome()  # the last transaction's, raised here
                     elif batch is None:
@@ -319,12 +322,14 @@ class GovernorShell:
                 except KafkaException as exc:
                     batch = None
                     if committing:
-                        self._committer.settle()  # never abort while a commit is in flight
+                        self._wait_for_commit()  # never abort while a commit is in flight
+                        self._committer.settle()
                         committing = False
                     self._fail(exc)
         finally:
             sys.setswitchinterval(switch_interval)
             if committing:
+                self._wait_for_commit()
                 self._committer.settle()
         return self.stats
 
@@ -427,9 +432,12 @@ class GovernorShell:
         self.producer.flush(30)
         t2 = time.perf_counter()
         offsets = [TopicPartition(self.portfolio, 0, batch.next_offset)]
-        self.producer.send_offsets_to_transaction(offsets, self._group_metadata, 30)
+        self._resuming(
+            "send_offsets_to_transaction",
+            lambda: self.producer.send_offsets_to_transaction(offsets, self._group_metadata, 30),
+        )
         t3 = time.perf_counter()
-        self.producer.commit_transaction(30)
+        self._resuming("commit_transaction", lambda: self.producer.commit_transaction(30))
         self._in_transaction = False
         t4 = time.perf_counter()
         total = batch.prepare_s + t4 - batch.published_at
@@ -451,6 +459,44 @@ class GovernorShell:
         self.stats.decisions += len(batch.decisions)
         self.stats.dead_letters += len(batch.dead_letters)
         self.stats.transactions += 1
+
+    def _overdue(self) -> bool:
+        return self._committer.running_s() >= self.shell.commit_hang_s
+
+    def _wait_for_commit(self) -> None:
+        """Until the running commit is over, or leave the process if it hangs (`_hung`)."""
+        left = self.shell.commit_hang_s - self._committer.running_s()
+        if not self._committer.wait(max(left, 0.0)):
+            self._hung()
+
+    def _hung(self) -> NoReturn:
+        """A commit that never returns: librdkafka's send_offsets_to_transaction can block
+        past its timeout once the group coordinator restarted (confluentinc/librdkafka
+        #5456, #5511; seen here after a broker restart). Nothing in this process can undo
+        that, and the transaction's outcome is unknown, so leave for a new instance: its
+        init_transactions settles the transaction, and it rebuilds from the committed log."""
+        exit_for_environment(
+            self.instance,
+            f"a transaction's commit has not returned for {self.shell.commit_hang_s:.0f} s",
+        )
+
+    def _resuming(self, what: str, call: Callable[[], object]) -> None:
+        """Make a transactional call, and make it again while it fails with a retriable error.
+
+        librdkafka's contract: a retriable error (e.g. `_TIMED_OUT` while the broker is away)
+        leaves the operation running, and the same call again resumes it. Aborting instead
+        fails with `_CONFLICT` ("commit_transaction ... already in progress"), which is how
+        a broker restart of ~30 s used to end the governor (tests/chaos/
+        test_governor_faults.py). Errors that need an abort, or are fatal, are raised."""
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if not err.retriable() or err.fatal() or err.txn_requires_abort():
+                    raise
+                log.warning("%s: %s: %s; calling it again", self.instance, what, err.str())
 
     def _fail(self, exc: KafkaException) -> None:
         """A fenced instance stops; any other failure aborts and rebuilds the state."""
@@ -501,7 +547,7 @@ class GovernorShell:
     def _abort_and_recover(self) -> None:
         if self._in_transaction:
             try:
-                self.producer.abort_transaction(30)
+                self._resuming("abort_transaction", lambda: self.producer.abort_transaction(30))
             except KafkaException as exc:
                 error = self._translate(exc)
                 if isinstance(error, GovernorFenced):
@@ -543,6 +589,7 @@ class _Committer:
         self._commit = commit
         self._todo: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._started_at = 0.0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -556,11 +603,26 @@ class _Committer:
                 self._done.put(None)
 
     def start(self, batch: _Batch) -> None:
+        self._started_at = time.monotonic()
         self._todo.put(batch)
+
+    def running_s(self) -> float:
+        """How long the started commit has been running."""
+        return time.monotonic() - self._started_at
 
     def finished(self) -> bool:
         """Whether the started commit is over (its outcome() will not wait)."""
         return not self._done.empty()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the started commit to be over; whether it is."""
+        if self.finished():
+            return True
+        try:
+            self._done.put(self._done.get(timeout=timeout_s))
+        except queue.Empty:
+            return False
+        return True
 
     def outcome(self) -> None:
         """Wait for the started commit; raise what it raised."""

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.spec import AgentSpec
+from quantum.app.lag_probe import LagProbe, ProbeFailed
 from quantum.config import SupervisorSettings
-from quantum.quiescence import Quiescence, Reader
+from quantum.quiescence import Reader
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,9 @@ def supervise(child_argv: list[str], settings: Any, specs: Sequence[AgentSpec], 
     policy = RestartPolicy(conf)
     watch = StallWatch(conf.stall_timeout_s)
     readers, transactional = readers_of(settings, specs, group)
-    quiescence: Quiescence | None = None
+    # The broker is asked from a probe process: librdkafka has crashed in an admin client
+    # whose broker restarted, and here that would take the worker with the supervisor.
+    probe = LagProbe(settings.kafka.bootstrap, readers, transactional, preexec_fn=_die_with_parent)
     stopping = False
     child: subprocess.Popen | None = None
 
@@ -172,13 +175,8 @@ def supervise(child_argv: list[str], settings: Any, specs: Sequence[AgentSpec], 
             if stopping or conf.stall_timeout_s == 0:
                 continue
             try:
-                if quiescence is None:
-                    quiescence = Quiescence(
-                        settings.kafka.bootstrap, readers, transactional=transactional
-                    )
-                committed = quiescence.committed()
-                lag = quiescence.lag(committed, quiescence.ends())
-            except Exception as exc:  # the broker is away: no judgement, wait and see
+                committed, lag = probe.ask()
+            except ProbeFailed as exc:  # the broker is away: no judgement, wait and see
                 log.warning("supervisor: lag unknown (%s)", exc)
                 watch.reset(now)
                 continue

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from decimal import Decimal
@@ -20,13 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.governor.audit import audit_decisions
 from agents.governor.io import (
     CommandSender,
-    committed_offset,
-    end_offset,
-    read_commands,
-    read_decisions,
 )
 from agents.governor.model import (
     Clock,
@@ -41,61 +35,21 @@ from agents.governor.model import (
 )
 from agents.governor.shell import EXIT_FENCED
 from quantum.app.settings import Settings
-from quantum.polling import wait_until
+from tests.chaos.governor_world import (
+    audit_history,
+    governor_env,
+    spawn,
+    spawn_governor,
+    wait_caught_up,
+)
 from topologies.apply import apply_topology
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
 
-REPO = Path(__file__).resolve().parents[2]
 PRODUCERS = 3
 REQUESTS_PER_PRODUCER = 1_700
 SYMBOLS = 60
 KILLS = 6
-GOVERNOR_ENV = {
-    "QT_GOVERNOR__MAX_OPEN_POSITIONS": "10",
-    "QT_GOVERNOR__ACTIVE_SLOTS_BASE": "8",
-    "QT_GOVERNOR__ACTIVE_SLOTS_TREND_STRONG": "10",
-    "QT_GOVERNOR__ACTIVE_SLOTS_CHOP": "3",
-    # Longer than a restart's backlog (a fill is stamped when the responder reads the
-    # grant, which can be seconds after the request under CI load): with 5 s, most grants
-    # made from a backlog expired before their fill and no book ever filled with open
-    # positions, so no rotation happened (CI, 2026-11-25). Expiries still occur: ~5 % of
-    # grants are never answered, and the final clock expires whatever is left.
-    "QT_GOVERNOR__RESERVATION_TTL_MS": "30000",
-    "QT_GOVERNOR__ROTATION_TIMEOUT_MS": "30000",
-    "QT_GOVERNOR__SYMBOL_COOLDOWN_MS": "2000",
-    "QT_GOVERNOR_SHELL__COMMANDS_PER_TRANSACTION": "20",
-    "QT_GOVERNOR_SHELL__SNAPSHOT_EVERY": "500",
-}
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    return settings.child_env(PYTHONPATH=str(REPO), **GOVERNOR_ENV)
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _wait_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
-    """Poll until the governor's committed offset reaches the portfolio's end."""
-    try:
-        wait_until(
-            lambda: committed_offset(settings) >= end_offset(settings),
-            timeout_s,
-            "the governor to catch up",
-            poll_s=0.2,
-        )
-    except TimeoutError as exc:
-        raise AssertionError(
-            f"{exc}: committed {committed_offset(settings)} < end {end_offset(settings)}"
-        ) from exc
 
 
 def _scripted_tail(settings: Settings, now_ms: int) -> dict:
@@ -131,17 +85,15 @@ def test_governor_survives_sigkills_and_a_second_instance(
         update={"governor": settings.governor.model_copy(update={"max_open_positions": 10})}
     )
     assert apply_topology(settings).ok
-    env = _env(settings)
+    env = governor_env(settings)
     rng = random.Random(20261125)
     logs = tmp_path
-    governor_cmd = ["-m", "quantum", "governor", "run", "--instance"]
-
-    governor = _spawn([*governor_cmd, "g0"], env, logs / "governor.log")
-    responder = _spawn(
+    governor = spawn_governor("g0", env, logs / "governor.log")
+    responder = spawn(
         ["-m", "tests.chaos.load", "responder", "--seed", "99"], env, logs / "responder.log"
     )
     producers = [
-        _spawn(
+        spawn(
             [
                 "-m",
                 "tests.chaos.load",
@@ -174,31 +126,28 @@ def test_governor_survives_sigkills_and_a_second_instance(
         generation += 1
         if kills == 2 and fenced_exit is None:
             # A second governor beside the running one: exactly one may go on committing.
-            second = _spawn([*governor_cmd, f"g{generation}"], env, logs / "governor.log")
+            second = spawn_governor(f"g{generation}", env, logs / "governor.log")
             fenced_exit = governor.wait(timeout=90)
             governor = second
             continue
         governor.send_signal(signal.SIGKILL)
         governor.wait(timeout=30)
         kills += 1
-        governor = _spawn([*governor_cmd, f"g{generation}"], env, logs / "governor.log")
+        governor = spawn_governor(f"g{generation}", env, logs / "governor.log")
 
     for p in producers:
         assert p.wait(timeout=120) == 0, f"producer failed; see {logs}"
-    _wait_caught_up(settings)
+    wait_caught_up(settings)
     responder.send_signal(signal.SIGTERM)
     assert responder.wait(timeout=60) == 0, f"responder failed; see {logs}"
     scripted = _scripted_tail(settings, int(time.time() * 1000))
-    _wait_caught_up(settings)
+    wait_caught_up(settings)
     governor.send_signal(signal.SIGTERM)
     assert governor.wait(timeout=60) == 0
 
-    commands, poison = read_commands(settings)
-    requests = [c for _, c in commands if isinstance(c, SlotRequest)]
-    logged = read_decisions(settings)
-    report = audit_decisions(((d.offset, d.decision) for d in logged), requests)
+    report, logged, requests, poison = audit_history(settings)
     print(report.render())
-    print(f"kills={kills} fenced_exit={fenced_exit} commands={len(commands)} logs={logs}")
+    print(f"kills={kills} fenced_exit={fenced_exit} requests={len(requests)} logs={logs}")
 
     assert fenced_exit == EXIT_FENCED, "the older governor was not fenced"
     assert kills >= 5

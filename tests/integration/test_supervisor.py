@@ -16,12 +16,13 @@ from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from agents.registry import REGISTRY
-from agents.runtime import EXIT_ENVIRONMENT
 from agents.stateful import EXIT_RECORDS_SKIPPED
 from quantum.app.backtest.run import WorkerProcess
+from quantum.app.lag_probe import LagProbe
 from quantum.app.settings import Settings
 from quantum.app.supervisor import readers_of
 from quantum.dlq import read_dead_letters
+from quantum.exit_status import EXIT_ENVIRONMENT
 from quantum.polling import wait_until
 from quantum.quiescence import Quiescence
 from quantum.serde import AvroSerde
@@ -181,3 +182,28 @@ def test_a_registry_outage_stops_the_worker_and_dead_letters_nothing(
         switch.down()
     dlq = settings.topic(dlq_topic(MARKET_TICKS))
     assert list(read_dead_letters(settings, dlq)) == []
+
+
+def test_the_lag_probe_answers_and_a_dead_probe_is_replaced(settings: Settings) -> None:
+    """The supervisor asks the broker through a probe process (quantum/app/lag_probe.py),
+    so that a librdkafka crash there cannot take the supervisor and its worker down. The
+    probe answers what the broker says, and one that died is started again at the next
+    question, with the same answer."""
+    assert apply_topology(settings).ok
+    readers, transactional = readers_of(settings, REGISTRY.select(",".join(AGENTS)), GROUP)
+    Ticks(settings).send(3)
+    probe = LagProbe(settings.kafka.bootstrap, readers, transactional)
+    try:
+        committed, lag = probe.ask()
+        group = f"{settings.kafka.topic_prefix}{GROUP}"
+        ticks = settings.topic(MARKET_TICKS)
+        assert committed[(group, ticks, 0)] == 0  # nothing consumed yet
+        assert lag == {f"{group}/{ticks}": 3}
+        first = probe._proc
+        assert first is not None
+        first.kill()  # as a crash would end it
+        first.wait()
+        assert probe.ask() == (committed, lag)
+        assert probe._proc is not None and probe._proc.pid != first.pid
+    finally:
+        probe.close()
