@@ -15,7 +15,6 @@ from typing import Any
 from agents.ai_engine.codec import signal_to_avro
 from agents.ai_engine.config import AIEngineConfig
 from agents.ai_engine.core import SignalEngine, SymbolState
-from agents.ai_engine.weights import bundle_for
 from agents.governor.codec import COMMAND_SCHEMA, command_to_avro
 from agents.regime.config import RegimeConfig
 from agents.regime.core import RegimeDetector
@@ -98,7 +97,12 @@ def binding(ctx: AgentContext) -> StatefulAgent:
     in-process replay engine (quantum/app/backtest/inprocess.py) both use it."""
     config: AIEngineConfig = ctx.config or AIEngineConfig()
     regime: RegimeConfig = getattr(ctx.settings, "regime", None) or RegimeConfig()
-    engine = SignalEngine(config, bundle_for(config))
+    bundle = None
+    if config.needs_bundle:  # torch (about 2 s to import) only when a trained model runs
+        from agents.ai_engine.weights import bundle_for
+
+        bundle = bundle_for(config)
+    engine = SignalEngine(config, bundle)
     return StatefulAgent(
         inputs={MARKET_BARS: True},
         outputs=(AI_SIGNALS,),

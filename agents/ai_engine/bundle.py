@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,31 +26,6 @@ from agents.ai_engine.models.logistic import Logistic
 from agents.ai_engine.models.nets import CNNModel, CNNNet, MLPModel, MLPNet
 
 FORMAT = 1
-
-
-class BundleError(Exception):
-    """The weights cannot be used: missing, corrupt, or made for something else."""
-
-
-class FeatureMismatch(BundleError):
-    """The weights were trained on another feature list or feature formula version."""
-
-    def __init__(
-        self, expected: Sequence[str], found: Sequence[str], expected_v: int, found_v: int
-    ) -> None:
-        missing = [n for n in expected if n not in found]
-        extra = [n for n in found if n not in expected]
-        super().__init__(
-            f"weights were trained on features v{found_v} {list(found)}, this engine computes "
-            f"v{expected_v} {list(expected)} (missing {missing}, extra {extra}); "
-            "retrain with `quantum train`"
-        )
-        self.expected = tuple(expected)
-        self.found = tuple(found)
-
-
-class EnsembleMismatch(BundleError):
-    """The calibrator was fitted for another model list or weights than the configured one."""
 
 
 @dataclass(slots=True)

@@ -14,17 +14,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agents.ai_engine.bundle import BundleError, EnsembleMismatch, FeatureMismatch, ModelBundle
+from agents.ai_engine.bundle_errors import BundleError, EnsembleMismatch, FeatureMismatch
 from agents.ai_engine.config import FEATURE_VERSION, TRAINED_MODELS, AIEngineConfig
 from agents.ai_engine.ensemble import Calibrator, pool
 from agents.ai_engine.features import FeatureRow, SymbolFeatures, bar_from_kline
 from agents.ai_engine.model import Signal, Vote, direction_of
 from agents.ai_engine.models import Model, build_models
 from quantum.errors import InvalidRecord
+
+if TYPE_CHECKING:
+    from agents.ai_engine.bundle import ModelBundle
 
 
 @dataclass(slots=True)

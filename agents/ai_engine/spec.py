@@ -13,5 +13,5 @@ SPEC = AgentSpec(
     core="agents.ai_engine.core",
     shell="agents.ai_engine.agent:register",
     config={"ai_engine": AIEngineConfig, "regime": RegimeConfig},
-    commands="agents.ai_engine.train",
+    commands="agents.ai_engine.train_cli",
 )

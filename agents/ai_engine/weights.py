@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from agents.ai_engine.bundle import FORMAT, BundleError, FeatureMismatch, ModelBundle, weights_bytes
+from agents.ai_engine.bundle import FORMAT, ModelBundle, weights_bytes
+from agents.ai_engine.bundle_errors import BundleError, FeatureMismatch
 from agents.ai_engine.config import FEATURE_VERSION, AIEngineConfig
 
 META_FILE = "meta.json"

@@ -67,6 +67,9 @@ class PositionProcessor(ABC, Generic[S]):
         self.retention_ms = retention_ms
         self.rules = rules
         self.states: dict[str, S] = {}
+        # symbol -> the ids of its states: a bar visits its own symbol's positions only, not
+        # every state kept (closed ones stay for `retention_ms`). Exact at all times.
+        self._by_symbol: dict[str, set[str]] = {}
         self.pending: dict[str, dict[str, Any]] = {}
         self.bars: dict[str, dict[str, Any]] = {}
         self._changed: dict[str, dict[str, Any] | None] = {}
@@ -80,6 +83,7 @@ class PositionProcessor(ABC, Generic[S]):
                 self.bars[key[len(BAR) :]] = value
             else:
                 self.restore_extra(key, value)
+        self._index()
 
     # ---- what a core plugs in ----------------------------------------------------------
 
@@ -140,6 +144,7 @@ class PositionProcessor(ABC, Generic[S]):
         except BaseException:
             self.states, self.pending, self.bars, self._changed, extra = saved
             self.extra_restore(extra)
+            self._index()
             raise
 
     def on_end_of_stream(self, marker: EndOfStream) -> list[Out]:
@@ -149,6 +154,11 @@ class PositionProcessor(ABC, Generic[S]):
         """The keys a record touched (None deletes one): agents/stateful.py stores each."""
         changed, self._changed = self._changed, {}
         return changed
+
+    def _index(self) -> None:
+        self._by_symbol = {}
+        for pid, state in self.states.items():
+            self._by_symbol.setdefault(self.describe(state)[0], set()).add(pid)
 
     # ---- helpers for subclasses --------------------------------------------------------
 
@@ -161,6 +171,8 @@ class PositionProcessor(ABC, Generic[S]):
                 yield pid, self.states[pid]
 
     def put(self, pid: str, state: S) -> None:
+        if pid not in self.states:
+            self._by_symbol.setdefault(self.describe(state)[0], set()).add(pid)
         self.states[pid] = state
         self._changed[POS + pid] = self.state_to_json(state)
 
@@ -222,14 +234,13 @@ class PositionProcessor(ABC, Generic[S]):
             self._changed[PENDING + pid] = None
             # waited one bar for its stop-loss: now the default and the warning
             outs += self._apply(position_from_record(record, qty_step=self._qty_step(bar.symbol)))
-        for pid in sorted(self.states):
+        for pid in sorted(self._by_symbol.get(bar.symbol, ())):
             state = self.states[pid]
-            symbol, closed, updated_at = self.describe(state)
-            if symbol != bar.symbol:
-                continue
+            _, closed, updated_at = self.describe(state)
             if closed:
                 if bar.close_time_ms - updated_at >= self.retention_ms:
                     del self.states[pid]
+                    self._by_symbol[bar.symbol].discard(pid)
                     self._changed[POS + pid] = None
                 continue
             new, exits = self.apply_bar(state, bar)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,6 +19,7 @@ class Rung:
     fraction: Decimal
 
 
+@lru_cache(maxsize=64)  # read on every bar (HarvestConfig keeps the text); pure, immutable result
 def parse_ladder(text: str) -> tuple[Rung, ...]:
     """`"0.5:0.25,1.0:0.25"` -> rungs; `""` or `"none"` -> no rungs.
 

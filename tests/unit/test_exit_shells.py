@@ -4,6 +4,7 @@ nothing records, restart from the table keys, expiry, the equity book and the br
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal as D
 from typing import Any
 
@@ -317,3 +318,58 @@ def test_a_restart_from_the_table_goes_on_as_if_nothing_happened(cut: int, redel
         # a redelivered record finds its effect in the table: no exit fires again
         assert [x for x in restarted if x.startswith("again")] == []
         assert restarted == whole
+
+
+_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(("open", "close", "bad open", "bar", "bad bar")),
+            st.integers(0, 5),  # position id
+            st.integers(0, 2),  # symbol
+        ),
+        max_size=40,
+    )
+)
+def test_the_symbol_index_is_exact_after_every_record(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    """A bar visits only its symbol's states through `_by_symbol`; after any record, failed
+    ones too (rolled back), the index is the states grouped by symbol, and so after a
+    restart from the table."""
+    makers = (
+        lambda entries: harvest(HarvestConfig(closed_retention_ms=3 * MIN), entries),
+        lambda entries: guard(entries=entries),
+    )
+    for make in makers:
+        p = make({})
+        entries: dict[str, Any] = {}
+        for k, (kind, n, s) in enumerate(steps):
+            symbol = _SYMBOLS[s]
+            pid = f"{symbol}-p{n}"  # a position's symbol never changes
+            t = T0 + k * MIN
+            if kind == "bar":
+                r = rec(MARKET_TICKS, kline(k, "100", "101", "99", "100", symbol=symbol))
+            elif kind == "bad bar":  # high below low: refused, rolled back
+                r = rec(MARKET_TICKS, kline(k, "100", "99", "101", "100", symbol=symbol))
+            else:  # a bad open fails in the guard after its core ran: rolled back
+                status = "CLOSED" if kind == "close" else "OPEN"
+                realized = "not a number" if kind == "bad open" else "0"
+                value = position(pid, updated=t, status=status, symbol=symbol, realized=realized)
+                r = rec(POSITIONS, value)
+            with contextlib.suppress(InvalidRecord):
+                p.on_record(r)
+            entries.update(p.dirty_parts())
+            expected: dict[str, set[str]] = {}
+            for pid_, state in p.states.items():
+                expected.setdefault(p.describe(state)[0], set()).add(pid_)
+            assert _index_of(p) == expected
+        again = make({key: v for key, v in entries.items() if v is not None})
+        assert again.states.keys() == p.states.keys()
+        assert _index_of(again) == _index_of(p)
+
+
+def _index_of(p: HarvestProcessor | GuardProcessor) -> dict[str, set[str]]:
+    return {symbol: pids for symbol, pids in p._by_symbol.items() if pids}

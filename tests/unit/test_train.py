@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from agents.ai_engine import train as T
-from agents.ai_engine.bundle import BundleError, EnsembleMismatch, FeatureMismatch
+from agents.ai_engine import train_cli
+from agents.ai_engine.bundle_errors import BundleError, EnsembleMismatch, FeatureMismatch
 from agents.ai_engine.config import (
     FEATURE_VERSION,
     AIEngineConfig,
@@ -166,7 +167,7 @@ def test_the_command_reads_csv_files_and_writes_the_bundle(
         )
         files.append(str(path))
     out = tmp_path / "bundle"
-    code = T.main(
+    code = train_cli.main(
         [
             "--data",
             *files,
@@ -186,7 +187,7 @@ def test_the_command_reads_csv_files_and_writes_the_bundle(
     meta = json.loads((out / "meta.json").read_text())
     assert meta["label_horizon"] == 5 and meta["ensemble"]["calibration"]["kind"] == "platt"
     assert [s["bars"] for s in meta["training"]["data"]["symbols"]] == [300, 300, 300]
-    assert T.main(["--data", str(tmp_path / "missing.csv")]) == 2
+    assert train_cli.main(["--data", str(tmp_path / "missing.csv")]) == 2
 
 
 def test_the_bundled_default_weights_fit_the_default_engine() -> None:
