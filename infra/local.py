@@ -614,6 +614,20 @@ def _purge(paths: _Paths) -> None:
             entry.unlink()
 
 
+def kill_broker(settings: InfraSettings) -> int:
+    """SIGKILL our running broker, as a crash would, and wait until it is gone (reaped, if
+    this process started it). Returns its pid; `up` starts a new one on the same log
+    directory. For fault tests (tests/chaos/test_governor_faults.py)."""
+    paths = _paths(settings)
+    pid = _our_pid(paths.broker_pid, paths.broker_tag)
+    if pid is None:
+        raise InfraError(f"no broker of ours runs (state dir {paths.state_dir})")
+    _signal(pid, signal.SIGKILL)
+    if not _wait_gone(pid, time.monotonic() + _STOP_TIMEOUT_S):
+        raise InfraError(f"the broker (pid {pid}) outlived SIGKILL")
+    return pid
+
+
 def status(settings: InfraSettings) -> Status:
     """What runs and whether it answers; never starts or stops anything."""
     paths = _paths(settings)

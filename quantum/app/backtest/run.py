@@ -66,6 +66,14 @@ def readers_of_processes(
     return readers, transactional
 
 
+def _argv(pid: int) -> list[bytes]:
+    """A process's arguments ([] once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
 @dataclass
 class WorkerProcess:
     """One `quantum worker` child; tests kill and restart it.
@@ -109,13 +117,15 @@ class WorkerProcess:
         self.proc.wait(30)
 
     def children(self) -> list[int]:
-        """The supervisor's worker process (as a list: none while it restarts one)."""
+        """The supervisor's worker process (as a list: none while it restarts one), not its
+        lag probe (quantum/app/lag_probe.py)."""
         assert self.proc is not None
         path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         try:
-            return [int(p) for p in path.read_text().split()]
+            pids = [int(p) for p in path.read_text().split()]
         except OSError:
             return []
+        return [pid for pid in pids if b"worker" in _argv(pid)]
 
     def worker_starts(self) -> int:
         """Worker processes started so far (under a supervisor: its starts and restarts)."""
