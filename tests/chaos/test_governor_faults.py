@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from agents.governor.io import CommandSender, committed_offset, end_offset
+from agents.governor.io import CommandSender, committed_offset
 from agents.governor.model import Side, SlotRequest
 from agents.governor.shell import EXIT_FENCED
 from infra import local
@@ -82,11 +82,12 @@ def test_a_sigstopped_governor_resumed_after_its_successor_took_over_commits_not
         # Frozen as soon as it has committed part of the backlog, likely mid-transaction.
         wait_until(lambda: committed_offset(settings) >= 100, 90, "g0's first commits")
         os.kill(first.pid, signal.SIGSTOP)
-        frozen_at = committed_offset(settings)
+        # (No committed-offset lookup here: if g0 froze between sending its offsets and
+        # committing, the group's offsets stay unstable until g1 fences it, and a lookup
+        # waits its full 30 s for them.)
         second = spawn_governor("g1", env, log)
         _send_requests(settings, "b", 200)
         wait_caught_up(settings)
-        assert frozen_at < end_offset(settings)
         os.kill(first.pid, signal.SIGCONT)
         _send_requests(settings, "c", 200)
         assert first.wait(timeout=90) == EXIT_FENCED, log.read_text()[-3000:]
