@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from agents.exit_guard.agent import GuardProcessor
 from agents.exit_guard.config import BreakerConfig, ExitGuardConfig
 from agents.harvest.agent import HarvestProcessor
 from agents.harvest.config import HarvestConfig
 from agents.stateful import Out, Record
 from exchange.rules import ExchangeRules
+from quantum.kafka_util import SETTLING_ERRORS
 from quantum.polling import wait_until
 from topologies.declaration import EXIT_INTENTS, MARKET_TICKS, POSITIONS, RISK_WARNINGS
 
@@ -347,7 +350,15 @@ class Feeder:
         def settled() -> bool:
             if self.check is not None:
                 self.check()
-            return bool(self.quiescence.settled())
+            try:
+                return bool(self.quiescence.settled())
+            except KafkaException as exc:
+                # A fresh broker loads __consumer_offsets for longer than the quiescence's
+                # own 10 s of asking again (CI, 2026-11-26: COORDINATOR_LOAD_IN_PROGRESS
+                # on the session's first test): not yet, within this wait's timeout.
+                if exc.args[0].code() not in SETTLING_ERRORS:
+                    raise
+                return False
 
         wait_until(settled, self.timeout_s, "the worker to consume the phase", poll_s=0.005)
 
