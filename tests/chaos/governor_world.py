@@ -19,19 +19,13 @@ from agents.governor.io import (
 )
 from agents.governor.model import SlotRequest
 from quantum.app.settings import Settings
+from quantum.kafka_util import SETTLING_ERRORS
 from quantum.polling import wait_until
 
-# What a coordinator lookup answers while a restarted broker loads its state; the Python
-# client does not flag these retriable when it raises them from `committed()`.
-_BROKER_COMING_BACK = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError._TRANSPORT,
-        KafkaError._TIMED_OUT,
-    }
-)
+# A restarted broker: the settling errors the kit already names (a coordinator loading or
+# moving, a leader being elected), plus the transport failing while it is away. The
+# Python client does not flag these retriable when it raises them from `committed()`.
+_BROKER_COMING_BACK = SETTLING_ERRORS | {KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
 REPO = Path(__file__).resolve().parents[2]
 GOVERNOR_RUN = ["-m", "quantum", "governor", "run", "--instance"]
 
