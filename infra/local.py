@@ -31,7 +31,7 @@ from pathlib import Path
 
 from infra import dist
 from quantum.config import InfraSettings
-from quantum.processes import running
+from quantum.processes import command_line, running
 
 MARKER = ".quantum-infra"  # only a state dir holding this file is ever purged
 _POLL_S = 0.1
@@ -151,16 +151,6 @@ def _alive(pid: int) -> bool:
     return running(pid)
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        proc = subprocess.run(
-            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
-        )
-        return proc.stdout
-
-
 def _rss_mb(pid: int) -> float | None:
     with suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -175,7 +165,7 @@ def _our_pid(pid_file: Path, tag: str) -> int | None:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    if _alive(pid) and tag in _cmdline(pid):
+    if _alive(pid) and tag in command_line(pid):
         return pid
     return None
 

@@ -1,8 +1,10 @@
-"""Is a process still running? One answer for the infra, the backtest's workers and tests."""
+"""Is a process still running, and what is it? One answer for the infra, the backtest's
+workers and tests."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -21,3 +23,14 @@ def running(pid: int) -> bool:
             return True
         return True
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def command_line(pid: int) -> str:
+    """Its arguments joined by spaces ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        proc = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
+        )
+        return proc.stdout

@@ -20,7 +20,7 @@ from quantum.app.supervisor import readers_of
 from quantum.app.worker import APP_ID
 from quantum.marketdata import Kline, RowError
 from quantum.polling import wait_until
-from quantum.processes import running
+from quantum.processes import command_line, running
 from quantum.quiescence import Quiescence, Reader
 from topologies.apply import apply_topology
 
@@ -64,14 +64,6 @@ def readers_of_processes(
         readers.extend(more)
         transactional |= txn
     return readers, transactional
-
-
-def _argv(pid: int) -> list[bytes]:
-    """A process's arguments ([] once it is gone)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
 
 
 @dataclass
@@ -125,7 +117,7 @@ class WorkerProcess:
             pids = [int(p) for p in path.read_text().split()]
         except OSError:
             return []
-        return [pid for pid in pids if b"worker" in _argv(pid)]
+        return [pid for pid in pids if "worker" in command_line(pid).split()]
 
     def worker_starts(self) -> int:
         """Worker processes started so far (under a supervisor: its starts and restarts)."""
