@@ -52,8 +52,7 @@ def _high_watermark(probe: Consumer, tp: Tp, deadline: float) -> int:
         try:
             return probe.get_watermark_offsets(tp, timeout=max(remaining, 0.1), cached=False)[1]
         except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            if (not err.retriable() and err.code() not in SETTLING_ERRORS) or remaining <= 0:
+            if not is_settling(exc) or remaining <= 0:
                 raise
         time.sleep(0.1)  # the leader is being elected: ask again shortly
 
@@ -71,6 +70,13 @@ SETTLING_ERRORS = frozenset(
         KafkaError.NOT_COORDINATOR,
     }
 )
+
+
+def is_settling(exc: KafkaException) -> bool:
+    """Will asking again shortly succeed? A retriable error, or the broker still settling
+    (a leader being elected, a group coordinator loading its log)."""
+    err: KafkaError = exc.args[0]
+    return err.retriable() or err.code() in SETTLING_ERRORS
 
 
 def read_range(

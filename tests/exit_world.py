@@ -24,7 +24,6 @@ from agents.harvest.agent import HarvestProcessor
 from agents.harvest.config import HarvestConfig
 from agents.stateful import Out, Record
 from exchange.rules import ExchangeRules
-from quantum.kafka_util import SETTLING_ERRORS
 from quantum.polling import wait_until
 from topologies.declaration import EXIT_INTENTS, MARKET_TICKS, POSITIONS, RISK_WARNINGS
 
@@ -350,22 +349,13 @@ class Feeder:
         def settled() -> bool:
             if self.check is not None:
                 self.check()
-            try:
-                return bool(self.quiescence.settled())
-            except KafkaException as exc:
-                # A fresh broker loads __consumer_offsets for longer than the quiescence's
-                # own 10 s of asking again (CI, 2026-11-26: COORDINATOR_LOAD_IN_PROGRESS
-                # on the session's first test): not yet, within this wait's timeout.
-                if exc.args[0].code() not in SETTLING_ERRORS:
-                    raise
-                return False
+            return self.quiescence.settled_yet()
 
         wait_until(settled, self.timeout_s, "the worker to consume the phase", poll_s=0.005)
 
 
 def worker_readers(settings: Any, group: str) -> Any:
     """The quiescence of a worker running harvest and exit_guard under Faust app id `group`."""
-    from confluent_kafka import KafkaException
 
     from agents.registry import REGISTRY
     from quantum.app.supervisor import readers_of
