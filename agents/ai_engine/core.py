@@ -154,7 +154,8 @@ class SignalEngine:
         """(pooled P(up), calibrated P(up)) of the votes."""
         probs = np.array([[v.probability for v in votes]])
         raw = pool(probs, [v.weight for v in votes])
-        return float(raw[0]), float(np.clip(self.calibrator.apply(raw)[0], 0.0, 1.0))
+        p = float(self.calibrator.apply(raw)[0])
+        return float(raw[0]), min(max(p, 0.0), 1.0)  # np.clip's result, without its call
 
     def probabilities(
         self, features: np.ndarray, closes: np.ndarray

@@ -38,12 +38,14 @@ class Model(ABC):
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function; inputs clipped to +-500 so exp never overflows (one vector pass,
-    cheap on the one-row batches of live inference)."""
-    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -500.0, 500.0)))
+    cheap on the one-row batches of live inference: maximum/minimum, the same values as
+    np.clip at half its call overhead)."""
+    x = np.minimum(np.maximum(np.asarray(x, dtype=np.float64), -500.0), 500.0)
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def logit(p: np.ndarray, clip: float = 1e-6) -> np.ndarray:
-    q = np.clip(p, clip, 1.0 - clip)
+    q = np.minimum(np.maximum(p, clip), 1.0 - clip)
     return np.log(q / (1.0 - q))
 
 

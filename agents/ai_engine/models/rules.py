@@ -70,22 +70,21 @@ class MACrossover(Model):
         self._slow = config.slow
         self._p = config.probability
 
-    def relation(self, closes: np.ndarray) -> np.ndarray:
-        """sign(fast - slow) at the last bar of each row: +1, 0 or -1."""
+    def _relation(self, closes: list[float]) -> int:
+        """sign(fast - slow) at the last of `closes`: +1, 0 or -1."""
         f, s = self._fast, self._slow
-        out = np.empty(len(closes), dtype=np.int8)
-        for i, row in enumerate(closes):
-            a = math.fsum(row[-f:]) * s
-            b = math.fsum(row[-s:]) * f
-            out[i] = (a > b) - (a < b)
-        return out
+        a = math.fsum(closes[-f:]) * s
+        b = math.fsum(closes[-s:]) * f
+        return (a > b) - (a < b)
 
     def predict_proba(self, features: np.ndarray, closes: np.ndarray) -> np.ndarray:
         if closes.shape[1] < self._slow + 1:
             raise ValueError(f"ma_crossover needs {self._slow + 1} closes, got {closes.shape[1]}")
-        now = self.relation(closes)
-        before = self.relation(closes[:, :-1])
-        p = np.full(len(closes), 0.5)
-        p[(now > 0) & (before <= 0)] = self._p
-        p[(now < 0) & (before >= 0)] = 1.0 - self._p
-        return p
+        # Python floats (exactly the array's float64 values): summing numpy scalars one by
+        # one cost two thirds of this model's time per bar in replay.
+        up, down = self._p, 1.0 - self._p
+        out = []
+        for row in closes.tolist():
+            now, before = self._relation(row), self._relation(row[:-1])
+            out.append(up if now > 0 >= before else down if now < 0 <= before else 0.5)
+        return np.array(out, dtype=np.float64)
