@@ -11,7 +11,9 @@ lock-step on the real broker, against a local Binance over real HTTP and websock
   binance.user-events.
 
 Every grant has at most one entry order (one client id), the fake saw exactly one
-placement per client id, the fills reached positions and the governor's audit is clean."""
+placement per client id, the fills reached positions and the governor's audit is clean.
+Garbage bytes on both topics the Binance agent reads (orders, binance.user-events) go to
+their dead-letter topics, and the agent goes on."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from websockets.asyncio.server import ServerConnection, serve
 
 from quantum.app.backtest.report import read_values, write_report
@@ -34,9 +37,15 @@ from quantum.app.backtest.run import REPO, Backtest
 from quantum.marketdata import Kline
 from quantum.polling import wait_until
 from quantum.serde import AvroSerde
-from tests.e2e.test_pipeline import crossover_env, sample_hours
+from tests.e2e.test_pipeline import _poison_every_input, crossover_env, sample_hours
 from tests.integration.binance_fake import FakeBinance
-from topologies.declaration import BINANCE_USER_EVENTS, EXECUTION_RESULTS, ORDERS, POSITIONS
+from topologies.declaration import (
+    BINANCE_USER_EVENTS,
+    EXECUTION_RESULTS,
+    ORDERS,
+    POSITIONS,
+    dlq_topic,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 
@@ -183,7 +192,14 @@ def test_pipeline_on_binance_one_order_per_grant(settings, tmp_path: Path) -> No
             stderr=subprocess.STDOUT,
         )
         wait_until(lambda: stream.connections > 0, 60, "the user stream client to connect")
-        stats = bt.feed(fake.bars(bars), quiescence)
+        producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
+        poisoned: set[str] = set()
+
+        def poison(feed_stats: Any) -> None:
+            if feed_stats.steps == 20:
+                poisoned.update(_poison_every_input(settings, producer, ["binance_exchange"]))
+
+        stats = bt.feed(fake.bars(bars), quiescence, poison)
         # The last fills travel websocket -> userstream -> binance.user-events after the
         # last bar settled: wait for them, then for the pipeline to take them in.
         serde = AvroSerde.from_settings(settings)
@@ -204,6 +220,9 @@ def test_pipeline_on_binance_one_order_per_grant(settings, tmp_path: Path) -> No
     summary = write_report(settings, tmp_path, feed=vars(stats))
 
     assert summary["governor_audit_ok"], summary
+    assert poisoned == {ORDERS, BINANCE_USER_EVENTS}
+    for logical in poisoned:  # dead-lettered, and the orders after them still placed
+        assert summary["dead_letters"].get(dlq_topic(logical), 0) == 1, (logical, summary)
     granted = summary["decisions_by_kind"].get("GRANTED", 0)
     assert granted > 0, "nothing was granted: the test would prove nothing"
     # each grant at most one entry order (one client id)
