@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -250,8 +251,14 @@ def _name(parsed: Any) -> str:
     return str(parsed.get("name", parsed.get("type"))) if isinstance(parsed, dict) else str(parsed)
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _short(text: str, limit: int = 300) -> str:
-    """fastavro puts whole schemas into some messages; a dead letter needs the gist."""
+    """fastavro puts whole schemas into some messages, and object reprs with memory
+    addresses into others ("cannot read double from <_io.BytesIO object at 0x7f...>"): a
+    dead letter needs the gist, the same for the same bad record on every run."""
+    text = _ADDRESS.sub("", text)
     return text if len(text) <= limit else text[:limit] + "..."
 
 

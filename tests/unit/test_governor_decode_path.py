@@ -65,3 +65,30 @@ def test_some_generated_commands_are_valid() -> None:
     encoded = REFERENCE.encode(TOPIC, value, schema_file=COMMAND_SCHEMA)
     assert _outcome(FAST, encoded) == _outcome(REFERENCE, encoded)
     assert _outcome(FAST, encoded).startswith("SlotRequest(")
+
+
+def test_a_cut_record_gives_the_same_message_on_both_paths_and_every_run() -> None:
+    """Each cut of a valid command is poison with one message on both paths, and no memory
+    address in it (fastavro's EOFError names its BytesIO object: CI 2026-11-26 saw the two
+    paths' messages differ only in that address)."""
+    value = {
+        "command": (
+            "io.quantumtrader.SlotRequest",
+            {
+                "intent_id": "i-1",
+                "symbol": "BTCUSDT",
+                "side": "LONG",
+                "notional": "1e3",
+                "score": 0.5,
+                "event_time_ms": 1,
+            },
+        )
+    }
+    encoded = REFERENCE.encode(TOPIC, value, schema_file=COMMAND_SCHEMA)
+    messages = []
+    for cut in range(6, len(encoded)):
+        fast, reference = _outcome(FAST, encoded[:cut]), _outcome(REFERENCE, encoded[:cut])
+        assert fast == reference and isinstance(fast, tuple), (cut, fast, reference)
+        messages.append(fast[2])
+    assert any("EOFError" in m for m in messages), messages
+    assert not any(" at 0x" in m for m in messages), messages
