@@ -27,6 +27,7 @@ import random
 import signal
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,26 @@ KILLS = 5
 STEP_ORDER = {"tp1": 0, "tp2": 1, "tp3": 2, "stop": 3}
 
 
+def _supervised_worker(
+    settings: Settings, tmp_path: Path, **supervisor: str
+) -> tuple[WorkerProcess, Callable[[], None]]:
+    """The harvest/exit_guard worker under `quantum worker --supervise` (`supervisor`
+    overrides SUPERVISOR_ENV), and a check that raises once its supervisor has died."""
+    worker = WorkerProcess(
+        ("harvest", "exit_guard"),
+        GROUP,
+        settings.child_env(**FAST_GROUP_ENV, **WORKER_ENV, **{**SUPERVISOR_ENV, **supervisor}),
+        tmp_path / "worker.log",
+        supervise=True,
+    )
+
+    def alive() -> None:
+        if not worker.alive():
+            raise AssertionError(f"the supervisor died:\n{worker.log_path.read_text()[-3000:]}")
+
+    return worker, alive
+
+
 def _exits_written(settings: Settings) -> int:
     return sum(end_offsets(settings.kafka.bootstrap, settings.topic(EXIT_INTENTS), 30).values())
 
@@ -86,17 +107,7 @@ def test_no_ladder_step_fires_twice_or_is_skipped_across_sigkills(
     # Under `quantum worker --supervise`, as in production: a kill below SIGKILLs the
     # worker and the supervisor restarts it; it also restarts a worker that exits 71 (a
     # hole in market.ticks) or stops committing (docs/exits.md, "Restart").
-    worker = WorkerProcess(
-        ("harvest", "exit_guard"),
-        GROUP,
-        settings.child_env(**FAST_GROUP_ENV, **WORKER_ENV, **SUPERVISOR_ENV),
-        tmp_path / "worker.log",
-        supervise=True,
-    )
-
-    def alive() -> None:
-        if not worker.alive():
-            raise AssertionError(f"the supervisor died:\n{worker.log_path.read_text()[-3000:]}")
+    worker, alive = _supervised_worker(settings, tmp_path)
 
     t0 = time.monotonic()
     worker.start()
@@ -182,17 +193,7 @@ def test_a_sigstopped_worker_is_replaced_by_its_supervisor_not_resumed(
     scenario = ladder_scenario(second_round=False)
     with_exits = [i for i, n in enumerate(scenario.phase_exits) if n]
     stop_at = with_exits[len(with_exits) // 2]
-    worker = WorkerProcess(
-        ("harvest", "exit_guard"),
-        GROUP,
-        settings.child_env(
-            **FAST_GROUP_ENV,
-            **WORKER_ENV,
-            **{**SUPERVISOR_ENV, "QT_SUPERVISOR__STALL_TIMEOUT_S": "20"},
-        ),
-        tmp_path / "worker.log",
-        supervise=True,
-    )
+    worker, _ = _supervised_worker(settings, tmp_path, QT_SUPERVISOR__STALL_TIMEOUT_S="20")
     worker.start()
     feeder = Feeder(settings, worker_readers(settings, GROUP), timeout_s=240)
     stopped: list[int] = []
@@ -227,17 +228,7 @@ def test_the_exit_worker_rides_out_a_broker_killed_and_restarted(
     scenario = ladder_scenario(second_round=False)
     with_exits = [i for i, n in enumerate(scenario.phase_exits) if n]
     kill_at = with_exits[len(with_exits) // 2]
-    worker = WorkerProcess(
-        ("harvest", "exit_guard"),
-        GROUP,
-        settings.child_env(**FAST_GROUP_ENV, **WORKER_ENV, **SUPERVISOR_ENV),
-        tmp_path / "worker.log",
-        supervise=True,
-    )
-
-    def alive() -> None:
-        if not worker.alive():
-            raise AssertionError(f"the supervisor died:\n{worker.log_path.read_text()[-3000:]}")
+    worker, alive = _supervised_worker(settings, tmp_path)
 
     def new_feeder() -> Feeder:
         return Feeder(settings, worker_readers(settings, GROUP), check=alive, timeout_s=300)
