@@ -78,6 +78,13 @@ class Registry:
             return False
         return not any(s.kind == "transactional" and topic in s.writes for s in self.agents)
 
+    def written_in_transactions(self, topic: str, topology: Topology = TOPOLOGY) -> bool:
+        """Not compacted, and written by a transactional agent: a gap in its offsets is a
+        commit marker or aborted records, or skipped records (`CommittedProbe` tells)."""
+        if topology.topic(topic).cleanup_policy != "delete":
+            return False
+        return any(s.kind == "transactional" and topic in s.writes for s in self.agents)
+
     def check(self, topology: Topology) -> None:
         """Refuse duplicate names or sections, and topics the topology does not declare."""
         problems = []

@@ -28,7 +28,12 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
   while a restarted worker is starting, docs/exits.md "Restart"). Applying it would apply
   a later bar before an earlier one, so the worker exits (status 71) before it applies
   anything, and a restart (`quantum worker --supervise`) feeds the records again, in
-  order, from the committed offset;
+  order, from the committed offset. On an input written in transactions (the governor's
+  decisions) a gap is usually a commit marker, so there the gap is asked about first
+  (`quantum.kafka_util.CommittedProbe`): a committed record in it is a hole, as above.
+  Without that check a skipped decision was lost for good: the records after it were
+  applied, and the restart then took it for one applied before a crash (CI rehearsal,
+  2026-11-26: a GRANTED decision that execution never saw);
 * the end-of-stream marker (`quantum.end_of_stream`) is tracked on every input partition;
   once all have ended the core may flush (`on_end_of_stream`), then the marker goes to
   every partition of every output topic.
@@ -36,6 +41,7 @@ A pipeline agent is a pure core behind a `Processor` (records in, `Out` records 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -43,18 +49,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import faust
+from confluent_kafka import KafkaException
 
 from agents.runtime import AgentContext, stop_for_environment
 from quantum.end_of_stream import EndOfStream, EndOfStreamTracker, marker_key, marker_of
 from quantum.end_of_stream import marker_record as eos_record
 from quantum.errors import ENVIRONMENT_ERRORS, PoisonRecord
+from quantum.kafka_util import CommittedProbe
 from quantum.validation import validate
 from topologies.declaration import TOPOLOGY
 
 log = logging.getLogger(__name__)
 
 EXIT_STATE_WRITE_FAILED = 70  # the worker's exit status when a state write failed
-EXIT_RECORDS_SKIPPED = 71  # ... when Faust skipped records of a gapless input
+EXIT_RECORDS_SKIPPED = 71  # ... when Faust skipped records of an input (a hole)
 STATE_KEY = "state"
 APPLIED_KEY = "applied"
 EOS_KEY = "eos"
@@ -198,6 +206,25 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
     from agents.registry import REGISTRY  # the registry imports every agent's spec
 
     gapless = frozenset(t for t in agent.inputs if REGISTRY.gapless(t))
+    in_transactions = frozenset(t for t in agent.inputs if REGISTRY.written_in_transactions(t))
+    probes: list[CommittedProbe] = []
+
+    async def hole(logical: str, msg: Any, last: int) -> bool:
+        """Did Faust skip records between `last` (applied) and `msg` of this input?"""
+        if logical in gapless:
+            return True
+        if logical not in in_transactions:
+            return False  # compacted: gaps are what compaction leaves
+        if not probes:
+            probes.append(CommittedProbe(settings.kafka.bootstrap))
+        ask = probes[0].skipped
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, ask, msg.topic, msg.partition, last, msg.offset
+            )
+        except (KafkaException, TimeoutError) as exc:  # the broker, not the record
+            stop_for_environment(ctx.name, exc)
+            raise
 
     async def send_all(outs: list[Out]) -> None:
         for out in outs:
@@ -229,10 +256,10 @@ def register_stateful(ctx: AgentContext, agent: StatefulAgent) -> None:
             last = state.applied.get(where)
             if last is not None and last >= msg.offset:
                 continue  # applied before a crash; its outputs are already out
-            if last is not None and msg.offset > last + 1 and logical in gapless:
+            if last is not None and msg.offset > last + 1 and await hole(logical, msg, last):
                 log.critical(
-                    "%s: %s@%d came after @%d: the records in between never reached this "
-                    "agent; exiting so that a restart feeds them again from the committed offset",
+                    "%s: %s@%d came after @%d: records in between never reached this agent; "
+                    "exiting so that a restart feeds them again from the committed offset",
                     ctx.name,
                     where,
                     msg.offset,

@@ -134,3 +134,53 @@ def read_range(
                     del pending[p]
     finally:
         consumer.close()
+
+
+class CommittedProbe:
+    """Is there a committed record in a gap of a transactional partition?
+
+    A read_committed reader of a topic written in transactions sees gaps in the offsets it
+    is handed: every commit marker takes an offset, and aborted records are never handed
+    over. So a gap alone does not say that a record was skipped. Fetching from the gap's
+    first offset does: the broker answers with the first committed record at or after it,
+    which is the record after the gap if, and only if, the gap held nothing committed.
+    One consumer (no group commits), kept for the reader's life; a fetch per gap.
+    """
+
+    def __init__(self, bootstrap: str, *, timeout_s: float = 30.0) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "quantum-gap-probe",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        self._timeout_s = timeout_s
+
+    def first_committed(self, topic: str, partition: int, start: int) -> int:
+        """The offset of the first committed record at or after `start`; TimeoutError if
+        none comes within the timeout (ask only below an offset known to be committed)."""
+        self._consumer.assign([Tp(topic, partition, start)])
+        deadline = time.monotonic() + self._timeout_s
+        try:
+            while time.monotonic() < deadline:
+                msg = self._consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(msg.error())
+                return int(msg.offset())
+        finally:
+            self._consumer.unassign()
+        raise TimeoutError(f"no committed record of {topic}/{partition} from @{start}")
+
+    def skipped(self, topic: str, partition: int, last: int, offset: int) -> bool:
+        """Were committed records between `last` and `offset` (both handed over) skipped?"""
+        return offset > last + 1 and self.first_committed(topic, partition, last + 1) < offset
+
+    def close(self) -> None:
+        self._consumer.close()
