@@ -29,6 +29,19 @@ TEXT = st.one_of(
     st.sampled_from(BOTH), st.sampled_from(BOTH), st.sampled_from(VALID + INVALID), st.text()
 )
 COMMAND_VALUES = values(runtime_schema(COMMAND_SCHEMA), TEXT)
+SLOT_REQUEST = {
+    "command": (
+        "io.quantumtrader.SlotRequest",
+        {
+            "intent_id": "i-1",
+            "symbol": "BTCUSDT",
+            "side": "LONG",
+            "notional": "1e3",
+            "score": 0.5,
+            "event_time_ms": 1,
+        },
+    )
+}
 
 
 def _outcome(serde: AvroSerde, data: bytes) -> Any:
@@ -49,20 +62,7 @@ def test_fast_and_reference_paths_decide_alike(value: dict[str, Any], data: st.D
 
 def test_some_generated_commands_are_valid() -> None:
     """The property above is about commands too, not only about poison."""
-    value = {
-        "command": (
-            "io.quantumtrader.SlotRequest",
-            {
-                "intent_id": "i-1",
-                "symbol": "BTCUSDT",
-                "side": "LONG",
-                "notional": "1e3",
-                "score": 0.5,
-                "event_time_ms": 1,
-            },
-        )
-    }
-    encoded = REFERENCE.encode(TOPIC, value, schema_file=COMMAND_SCHEMA)
+    encoded = REFERENCE.encode(TOPIC, SLOT_REQUEST, schema_file=COMMAND_SCHEMA)
     assert _outcome(FAST, encoded) == _outcome(REFERENCE, encoded)
     assert _outcome(FAST, encoded).startswith("SlotRequest(")
 
@@ -71,20 +71,7 @@ def test_a_cut_record_gives_the_same_message_on_both_paths_and_every_run() -> No
     """Each cut of a valid command is poison with one message on both paths, and no memory
     address in it (fastavro's EOFError names its BytesIO object: CI 2026-11-26 saw the two
     paths' messages differ only in that address)."""
-    value = {
-        "command": (
-            "io.quantumtrader.SlotRequest",
-            {
-                "intent_id": "i-1",
-                "symbol": "BTCUSDT",
-                "side": "LONG",
-                "notional": "1e3",
-                "score": 0.5,
-                "event_time_ms": 1,
-            },
-        )
-    }
-    encoded = REFERENCE.encode(TOPIC, value, schema_file=COMMAND_SCHEMA)
+    encoded = REFERENCE.encode(TOPIC, SLOT_REQUEST, schema_file=COMMAND_SCHEMA)
     messages = []
     for cut in range(6, len(encoded)):
         fast, reference = _outcome(FAST, encoded[:cut]), _outcome(REFERENCE, encoded[:cut])
