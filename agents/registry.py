@@ -76,13 +76,16 @@ class Registry:
         gapless topic that meets a hole in what it applied has been skipped records."""
         if topology.topic(topic).cleanup_policy != "delete":
             return False
-        return not any(s.kind == "transactional" and topic in s.writes for s in self.agents)
+        return not self._has_transactional_writer(topic)
 
     def written_in_transactions(self, topic: str, topology: Topology = TOPOLOGY) -> bool:
         """Not compacted, and written by a transactional agent: a gap in its offsets is a
         commit marker or aborted records, or skipped records (`CommittedProbe` tells)."""
         if topology.topic(topic).cleanup_policy != "delete":
             return False
+        return self._has_transactional_writer(topic)
+
+    def _has_transactional_writer(self, topic: str) -> bool:
         return any(s.kind == "transactional" and topic in s.writes for s in self.agents)
 
     def check(self, topology: Topology) -> None:
