@@ -322,15 +322,13 @@ class GovernorShell:
                 except KafkaException as exc:
                     batch = None
                     if committing:
-                        self._wait_for_commit()  # never abort while a commit is in flight
-                        self._committer.settle()
+                        self._settle_commit()  # never abort while a commit is in flight
                         committing = False
                     self._fail(exc)
         finally:
             sys.setswitchinterval(switch_interval)
             if committing:
-                self._wait_for_commit()
-                self._committer.settle()
+                self._settle_commit()
         return self.stats
 
     def process_batch(self, msgs: list[Message]) -> None:
@@ -468,6 +466,11 @@ class GovernorShell:
         left = self.shell.commit_hang_s - self._committer.running_s()
         if not self._committer.wait(max(left, 0.0)):
             self._hung()
+
+    def _settle_commit(self) -> None:
+        """Wait for the running commit (or leave if it hangs); its outcome no longer matters."""
+        self._wait_for_commit()
+        self._committer.settle()
 
     def _hung(self) -> NoReturn:
         """A commit that never returns: librdkafka's send_offsets_to_transaction can block
