@@ -19,13 +19,13 @@ from agents.governor.io import (
 )
 from agents.governor.model import SlotRequest
 from quantum.app.settings import Settings
-from quantum.kafka_util import SETTLING_ERRORS
+from quantum.kafka_util import is_settling
 from quantum.polling import wait_until
 
-# A restarted broker: the settling errors the kit already names (a coordinator loading or
-# moving, a leader being elected), plus the transport failing while it is away. The
+# A restarted broker: what the kit counts as settling (`is_settling`: a coordinator loading
+# or moving, a leader being elected), plus the transport failing while it is away. The
 # Python client does not flag these retriable when it raises them from `committed()`.
-_BROKER_COMING_BACK = SETTLING_ERRORS | {KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
+_BROKER_AWAY = {KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
 REPO = Path(__file__).resolve().parents[2]
 GOVERNOR_RUN = ["-m", "quantum", "governor", "run", "--instance"]
 
@@ -73,8 +73,7 @@ def wait_caught_up(settings: Settings, timeout_s: float = 120.0) -> None:
         try:
             return committed_offset(settings) >= end_offset(settings)
         except KafkaException as exc:
-            err = exc.args[0]
-            if not (err.retriable() or err.code() in _BROKER_COMING_BACK):
+            if not (is_settling(exc) or exc.args[0].code() in _BROKER_AWAY):
                 raise
             return False
 
