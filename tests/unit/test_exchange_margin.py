@@ -174,13 +174,18 @@ def test_at_the_liquidation_price_margin_balance_equals_maintenance_margin(
 
 
 @given(symbols, sides, prices, st.decimals(min_value=D("5"), max_value=D("5000"), places=2),
-       leverages, leverages)  # fmt: skip
+       st.data())  # fmt: skip
 def test_higher_leverage_never_moves_the_liquidation_price_away(
-    symbol, side, entry, notional, low, high
+    symbol, side, entry, notional, data
 ):
-    assume(low < high)
     table = RULES[symbol].brackets
-    assume(high <= table.max_leverage(notional))
+    top = table.max_leverage(notional)  # Binance refuses anything above it
+    assume(top >= 2)
+    # drawn in range, not filtered: two independent leverages with assume(low < high <=
+    # top) threw away most examples and failed Hypothesis's filter health check (seed
+    # 317942501039007719553232039118677671542, 2026-11-26)
+    high = data.draw(st.integers(min_value=2, max_value=top), label="high")
+    low = data.draw(st.integers(min_value=1, max_value=high - 1), label="low")
     quantity = notional / entry
     lp_low = isolated_liquidation_price(side, quantity, entry, initial_margin(notional, low), table)
     lp_high = isolated_liquidation_price(
